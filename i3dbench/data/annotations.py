@@ -1,0 +1,332 @@
+"""Annotation files: MMAction2 list files, the official Kinetics-400 CSV, label maps.
+
+* video list (MMAction2 ``VideoDataset``): ``path/to/video.mp4 LABEL`` per line;
+* rawframes list (MMAction2 ``RawframeDataset``): ``frame_dir TOTAL_FRAMES LABEL`` per line;
+* Kinetics CSV: ``label,youtube_id,time_start,time_end,split[,is_cc]``, whose rows name the
+  files ``{youtube_id}_{start:06d}_{end:06d}.mp4``; class indices are the class names in
+  alphabetical order (as MMAction2's ``label_map_k400.txt``);
+* label map: one class name per line, line ``i`` (0-based) is class ``i``.
+
+A bad line raises :class:`AnnotationError` naming the file, the line number and what is wrong.
+Readers take an optional ``errors`` list: when given, bad lines are appended to it and skipped
+instead (the inventory reports them all at once).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = [
+    "AnnotationError",
+    "VideoRecord",
+    "K400Row",
+    "ConversionReport",
+    "read_video_list",
+    "read_rawframe_list",
+    "read_annotation_list",
+    "write_video_list",
+    "read_k400_csv",
+    "k400_class_names",
+    "load_label_map",
+    "write_label_map",
+    "csv_to_video_list",
+    "VIDEO_EXTENSIONS",
+]
+
+VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".flv")
+
+
+class AnnotationError(ValueError):
+    """A bad line in an annotation file: ``.file``, ``.line`` (1-based, 0 = whole file), ``.message``."""
+
+    def __init__(self, file: str | os.PathLike, line: int, message: str):
+        super().__init__(str(file), line, message)
+        self.file = str(file)
+        self.line = int(line)
+        self.message = message
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.message}"
+
+
+@dataclass
+class VideoRecord:
+    """One annotated video: ``path`` relative to the data root (a file, or a frame directory)."""
+
+    path: str
+    label: int
+    total_frames: int | None = None  # rawframes lists give it; for videos the container does
+
+
+@dataclass
+class K400Row:
+    """One row of the official Kinetics CSV."""
+
+    label_name: str
+    youtube_id: str
+    time_start: int
+    time_end: int
+    split: str
+    is_cc: int | None = None
+    line: int = 0  # line number in the CSV (for messages)
+
+    @property
+    def stem(self) -> str:
+        """``{youtube_id}_{start:06d}_{end:06d}``, the usual name of the trimmed clip."""
+        return f"{self.youtube_id}_{self.time_start:06d}_{self.time_end:06d}"
+
+    @property
+    def filename(self) -> str:
+        return self.stem + ".mp4"
+
+
+@dataclass
+class ConversionReport:
+    """What ``csv_to_video_list`` wrote: list lines written and CSV rows without a video."""
+
+    out: Path
+    written: int
+    missing: list[K400Row] = field(default_factory=list)
+    classes: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- list files
+
+
+def _lines(path: Path):
+    """(line number, stripped text) of the non-blank lines; a missing file is an AnnotationError."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise AnnotationError(path, 0, "annotation file not found") from None
+    except UnicodeDecodeError as e:
+        raise AnnotationError(path, 0, f"not a UTF-8 text file ({e.reason} at byte {e.start})") from None
+    for i, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if line:
+            yield i, line
+
+
+def _parse_int(value: str, what: str, minimum: int = 0) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise ValueError(f"{what} must be an integer, got {value!r}") from None
+    if n < minimum:
+        raise ValueError(f"{what} must be >= {minimum}, got {n}")
+    return n
+
+
+def _read_list(path, fields: tuple[str, ...], num_classes: int | None, errors: list | None) -> list[VideoRecord]:
+    path = Path(path)
+    records = []
+    expected = " ".join(f.upper() if f != "path" else "PATH" for f in fields)
+    for lineno, line in _lines(path):
+        parts = line.split()
+        try:
+            if len(parts) != len(fields):
+                raise ValueError(f"expected {len(fields)} fields '{expected}' separated by spaces, got {len(parts)}: {line!r}")
+            label = _parse_int(parts[-1], "LABEL")
+            if num_classes is not None and label >= num_classes:
+                raise ValueError(f"LABEL {label} is out of range for {num_classes} classes")
+            total = _parse_int(parts[1], "TOTAL_FRAMES") if len(fields) == 3 else None
+            records.append(VideoRecord(parts[0], label, total))
+        except ValueError as e:
+            err = AnnotationError(path, lineno, str(e))
+            if errors is None:
+                raise err from None
+            errors.append(err)
+    return records
+
+
+def read_video_list(path, num_classes: int | None = None, errors: list | None = None) -> list[VideoRecord]:
+    """Records of an MMAction2 video list (``path/to/video.mp4 LABEL`` per line).
+
+    Labels must be non-negative integers (``< num_classes`` when given). Blank lines are
+    skipped. A bad line raises AnnotationError, or is appended to ``errors`` when a list is given.
+    """
+    return _read_list(path, ("path", "label"), num_classes, errors)
+
+
+def read_rawframe_list(path, num_classes: int | None = None, errors: list | None = None) -> list[VideoRecord]:
+    """Records of an MMAction2 rawframes list (``frame_dir TOTAL_FRAMES LABEL`` per line)."""
+    return _read_list(path, ("path", "total_frames", "label"), num_classes, errors)
+
+
+def read_annotation_list(path, format: str, num_classes: int | None = None, errors: list | None = None) -> list[VideoRecord]:
+    """``read_video_list`` for format "videos", ``read_rawframe_list`` for "rawframes"."""
+    if format == "videos":
+        return read_video_list(path, num_classes, errors)
+    if format == "rawframes":
+        return read_rawframe_list(path, num_classes, errors)
+    raise ValueError(f"format must be 'videos' or 'rawframes', got {format!r}")
+
+
+def write_video_list(path, records: list[VideoRecord]) -> Path:
+    """Write records as an MMAction2 list (with TOTAL_FRAMES when every record has it), atomically."""
+    path = Path(path)
+    rawframes = bool(records) and all(r.total_frames is not None for r in records)
+    for r in records:
+        if any(c.isspace() for c in r.path):
+            raise ValueError(f"{r.path!r}: list files cannot hold paths with spaces (MMAction2 splits on whitespace)")
+    text = "".join(f"{r.path} {r.total_frames} {r.label}\n" if rawframes else f"{r.path} {r.label}\n" for r in records)
+    _atomic_write(path, text)
+    return path
+
+
+# --------------------------------------------------------------------------- Kinetics CSV
+
+
+_CSV_REQUIRED = ("label", "youtube_id", "time_start", "time_end", "split")
+
+
+def _parse_time(value: str, what: str) -> int:
+    """CSV times are whole seconds; accept "14" and "14.0", refuse "14.5"."""
+    try:
+        t = float(value)
+    except ValueError:
+        raise ValueError(f"{what} must be a number of seconds, got {value!r}") from None
+    if t != int(t) or t < 0:
+        raise ValueError(f"{what} must be a whole, non-negative number of seconds, got {value!r}")
+    return int(t)
+
+
+def read_k400_csv(path, errors: list | None = None) -> list[K400Row]:
+    """Rows of an official Kinetics CSV (``label,youtube_id,time_start,time_end,split[,is_cc]``).
+
+    The header must name at least the five columns above (any order). A bad row raises
+    AnnotationError (file, line, what) or is appended to ``errors`` when a list is given.
+    """
+    path = Path(path)
+    try:
+        fh = open(path, newline="", encoding="utf-8")
+    except FileNotFoundError:
+        raise AnnotationError(path, 0, "CSV file not found") from None
+    rows = []
+    with fh:
+        reader = csv.reader(fh)
+        header = next(reader, None)
+        if header is None:
+            raise AnnotationError(path, 1, "empty file: expected a header 'label,youtube_id,time_start,time_end,split'")
+        header = [h.strip() for h in header]
+        missing = [c for c in _CSV_REQUIRED if c not in header]
+        if missing:
+            raise AnnotationError(path, 1, f"header lacks column(s) {missing}; got {header}")
+        col = {name: header.index(name) for name in header}
+        for fields in reader:
+            lineno = reader.line_num
+            if not fields or all(not f.strip() for f in fields):
+                continue
+            try:
+                if len(fields) != len(header):
+                    raise ValueError(f"expected {len(header)} fields as the header {header}, got {len(fields)}")
+                get = lambda name: fields[col[name]].strip()  # noqa: E731
+                label, yid = get("label"), get("youtube_id")
+                if not label:
+                    raise ValueError("empty label")
+                if not yid:
+                    raise ValueError("empty youtube_id")
+                start = _parse_time(get("time_start"), "time_start")
+                end = _parse_time(get("time_end"), "time_end")
+                if end <= start:
+                    raise ValueError(f"time_end {end} is not after time_start {start}")
+                is_cc = _parse_int(get("is_cc"), "is_cc") if "is_cc" in col and get("is_cc") else None
+                rows.append(K400Row(label, yid, start, end, get("split"), is_cc, lineno))
+            except ValueError as e:
+                err = AnnotationError(path, lineno, str(e))
+                if errors is None:
+                    raise err from None
+                errors.append(err)
+    return rows
+
+
+def k400_class_names(rows: list[K400Row]) -> list[str]:
+    """Distinct class names in alphabetical (code point) order: index = class label."""
+    return sorted({r.label_name for r in rows})
+
+
+def load_label_map(path) -> list[str]:
+    """Class names of a label map file (one per line; line i is class i). Duplicates are an error."""
+    path = Path(path)
+    names: list[str] = []
+    seen: dict[str, int] = {}
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise AnnotationError(path, 0, "label map not found") from None
+    lines = text.splitlines()
+    while lines and not lines[-1].strip():
+        lines.pop()
+    for i, raw in enumerate(lines, start=1):
+        name = raw.strip()
+        if not name:
+            raise AnnotationError(path, i, "empty class name (line i names class i-1; remove blank lines)")
+        if name in seen:
+            raise AnnotationError(path, i, f"class {name!r} already on line {seen[name]}")
+        seen[name] = i
+        names.append(name)
+    return names
+
+
+def write_label_map(path, names: list[str]) -> Path:
+    """Write class names one per line (index order), atomically."""
+    path = Path(path)
+    _atomic_write(path, "".join(f"{n}\n" for n in names))
+    return path
+
+
+def _index_videos(video_dir: Path) -> dict[str, str]:
+    """stem -> path relative to video_dir of every video file below it (first found wins, sorted walk)."""
+    index: dict[str, str] = {}
+    for dirpath, dirnames, filenames in os.walk(video_dir):
+        dirnames.sort()
+        for name in sorted(filenames):
+            stem, ext = os.path.splitext(name)
+            if ext.lower() in VIDEO_EXTENSIONS:
+                rel = os.path.relpath(os.path.join(dirpath, name), video_dir)
+                index.setdefault(stem, rel.replace(os.sep, "/"))
+    return index
+
+
+def csv_to_video_list(csv_path, video_dir, out, label_map: str | os.PathLike | list[str] | None = None) -> ConversionReport:
+    """Write an MMAction2 video list for the CSV rows whose video exists under ``video_dir``.
+
+    A row's video is found by its stem ``{youtube_id}_{start:06d}_{end:06d}`` (any video
+    extension, at any depth, e.g. in class folders), else by ``youtube_id`` alone. Labels are
+    indices into ``label_map`` (a file or a list of names) or, without one, into the CSV's
+    class names in alphabetical order. Rows without a video are returned in ``.missing``.
+    """
+    rows = read_k400_csv(csv_path)
+    if label_map is None:
+        classes = k400_class_names(rows)
+    elif isinstance(label_map, (list, tuple)):
+        classes = list(label_map)
+    else:
+        classes = load_label_map(label_map)
+    index_of = {name: i for i, name in enumerate(classes)}
+    video_dir = Path(video_dir)
+    if not video_dir.is_dir():
+        raise FileNotFoundError(f"video folder {video_dir} does not exist")
+    found = _index_videos(video_dir)
+    records, missing = [], []
+    for row in rows:
+        if row.label_name not in index_of:
+            raise AnnotationError(csv_path, row.line, f"class {row.label_name!r} is not in the label map ({len(classes)} classes)")
+        rel = found.get(row.stem) or found.get(row.youtube_id)
+        if rel is None:
+            missing.append(row)
+        else:
+            records.append(VideoRecord(rel, index_of[row.label_name]))
+    write_video_list(out, records)
+    return ConversionReport(Path(out), len(records), missing, classes)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)

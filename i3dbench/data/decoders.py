@@ -1,0 +1,331 @@
+"""Frame decoders: decord (default), PyAV and JPEG rawframes behind one small interface.
+
+Every decoder takes a path (a video file, or a frame directory for rawframes) and 0-based
+frame indices, and returns the frames as one ``uint8`` RGB tensor ``T x H x W x 3`` in the
+order asked for. Each distinct frame is decoded once even when indices repeat (test-mode
+sampling loops short videos), and the result is gathered afterwards.
+
+A file that cannot be opened or decoded raises :class:`DecodeError` naming the path and the
+reason, so a long run can report it and go on (see ``dataset.py``'s ``on_error``).
+The decoder libraries are imported lazily, when a decoder is first built.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+
+__all__ = [
+    "DecodeError",
+    "Decoder",
+    "DecordDecoder",
+    "PyAVDecoder",
+    "RawFrameDecoder",
+    "DECODERS",
+    "get_decoder",
+]
+
+
+class DecodeError(RuntimeError):
+    """A video or frame directory could not be opened or decoded: ``.path`` and ``.reason``."""
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        # args carries both fields so the exception survives pickling (DataLoader workers).
+        super().__init__(str(path), str(reason))
+        self.path = str(path)
+        self.reason = str(reason)
+
+    def __str__(self) -> str:
+        return f"cannot decode {self.path}: {self.reason}"
+
+
+class Decoder(Protocol):
+    """What every decoder offers (decoders are small, stateless and picklable)."""
+
+    name: str
+
+    @property
+    def version(self) -> str: ...
+
+    def num_frames(self, path: str | os.PathLike) -> int: ...
+
+    def read(self, path: str | os.PathLike, indices: np.ndarray) -> torch.Tensor: ...
+
+
+def _unique_indices(path, indices) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct indices and, for each requested index, its position among them."""
+    idx = np.asarray(indices)
+    if idx.ndim != 1:
+        idx = idx.reshape(-1)
+    if idx.size == 0:
+        raise DecodeError(path, "no frame indices were requested")
+    if not np.issubdtype(idx.dtype, np.integer):
+        raise DecodeError(path, f"frame indices must be integers, got dtype {idx.dtype}")
+    if idx.min() < 0:
+        raise DecodeError(path, f"negative frame index {int(idx.min())}")
+    return np.unique(idx, return_inverse=True)
+
+
+def _check_range(path, unique: np.ndarray, total: int) -> None:
+    if total <= 0:
+        raise DecodeError(path, "the container reports 0 frames")
+    if unique[-1] >= total:
+        raise DecodeError(path, f"frame index {int(unique[-1])} is out of range (the video has {total} frames)")
+
+
+def _gather(frames: np.ndarray, inverse: np.ndarray) -> torch.Tensor:
+    """Frames of the distinct indices -> tensor in the requested order (repeats share data once)."""
+    t = torch.from_numpy(np.ascontiguousarray(frames))
+    return t[torch.from_numpy(inverse.astype(np.int64))]
+
+
+# --------------------------------------------------------------------------- decord
+
+
+@dataclass
+class DecordDecoder:
+    """decord ``VideoReader``; ``num_threads=1`` as MMAction2's DecordInit (workers give parallelism)."""
+
+    num_threads: int = 1
+    name: str = "decord"
+
+    def __post_init__(self) -> None:
+        import decord  # noqa: F401  (fail early, at build time, if decord is missing)
+
+    @property
+    def version(self) -> str:
+        import decord
+
+        return decord.__version__
+
+    def _open(self, path):
+        import decord
+
+        p = str(path)
+        if not os.path.isfile(p):
+            raise DecodeError(p, "file not found")
+        if os.path.getsize(p) == 0:
+            raise DecodeError(p, "file is empty (0 bytes)")
+        try:
+            return decord.VideoReader(p, num_threads=self.num_threads)
+        except Exception as e:  # decord raises DECORDError/RuntimeError with a C++ log line
+            raise DecodeError(p, f"decord cannot open it ({_short(e)})") from None
+
+    def num_frames(self, path) -> int:
+        return len(self._open(path))
+
+    def read(self, path, indices) -> torch.Tensor:
+        unique, inverse = _unique_indices(path, indices)
+        vr = self._open(path)
+        _check_range(path, unique, len(vr))
+        try:
+            frames = vr.get_batch(unique.tolist()).asnumpy()
+        except Exception as e:
+            raise DecodeError(path, f"decord failed while decoding frames ({_short(e)})") from None
+        return _gather(frames, inverse)
+
+
+# --------------------------------------------------------------------------- PyAV
+
+
+@dataclass
+class PyAVDecoder:
+    """PyAV (FFmpeg): decodes in presentation order from the start up to the last index needed.
+
+    Frame ``i`` is the ``i``-th decoded frame, which is what decord and MMAction2's
+    PyAVDecode index too.
+    """
+
+    thread_type: str = "AUTO"
+    name: str = "pyav"
+
+    def __post_init__(self) -> None:
+        import av  # noqa: F401
+
+    @property
+    def version(self) -> str:
+        import av
+
+        return av.__version__
+
+    def _open(self, path):
+        import av
+
+        p = str(path)
+        if not os.path.isfile(p):
+            raise DecodeError(p, "file not found")
+        if os.path.getsize(p) == 0:
+            raise DecodeError(p, "file is empty (0 bytes)")
+        try:
+            container = av.open(p)
+        except Exception as e:
+            raise DecodeError(p, f"PyAV cannot open it ({_short(e)})") from None
+        if not container.streams.video:
+            container.close()
+            raise DecodeError(p, "no video stream in the file")
+        return container
+
+    def num_frames(self, path) -> int:
+        container = self._open(path)
+        try:
+            stream = container.streams.video[0]
+            if stream.frames > 0:
+                return int(stream.frames)
+            # Some containers (e.g. webm, mkv) carry no frame count: count the packets instead.
+            return sum(1 for pkt in container.demux(stream) if pkt.size > 0)
+        except DecodeError:
+            raise
+        except Exception as e:
+            raise DecodeError(path, f"PyAV failed while counting frames ({_short(e)})") from None
+        finally:
+            container.close()
+
+    def read(self, path, indices) -> torch.Tensor:
+        unique, inverse = _unique_indices(path, indices)
+        container = self._open(path)
+        try:
+            stream = container.streams.video[0]
+            stream.thread_type = self.thread_type
+            last = int(unique[-1])
+            out = None
+            k = 0  # position in `unique` of the next wanted frame
+            i = -1
+            for i, frame in enumerate(container.decode(stream)):
+                if i == unique[k]:
+                    arr = frame.to_ndarray(format="rgb24")
+                    if out is None:
+                        out = np.empty((len(unique),) + arr.shape, dtype=np.uint8)
+                    out[k] = arr
+                    k += 1
+                    if i == last:
+                        break
+            if k < len(unique):
+                raise DecodeError(path, f"frame index {int(unique[k])} is out of range (only {i + 1} frames could be decoded)")
+        except DecodeError:
+            raise
+        except Exception as e:
+            raise DecodeError(path, f"PyAV failed while decoding frames ({_short(e)})") from None
+        finally:
+            container.close()
+        return _gather(out, inverse)
+
+
+# --------------------------------------------------------------------------- rawframes
+
+
+@dataclass
+class RawFrameDecoder:
+    """A directory of JPEG frames named ``filename_tmpl.format(i + start_index)`` (MMAction2's RawFrameDecode).
+
+    Indices are 0-based at the API, as for videos; ``start_index`` (1 for the usual
+    ``img_00001.jpg``) is added on disk. JPEGs are decoded with Pillow on ``num_threads``
+    threads (Pillow releases the GIL while decoding).
+    """
+
+    filename_tmpl: str = "img_{:05}.jpg"
+    start_index: int = 1
+    num_threads: int = 4
+    name: str = "rawframes"
+
+    def __post_init__(self) -> None:
+        from PIL import Image  # noqa: F401
+
+        self._pattern = _template_regex(self.filename_tmpl)
+
+    @property
+    def version(self) -> str:
+        import PIL
+
+        return f"pillow-{PIL.__version__}"
+
+    def num_frames(self, path) -> int:
+        """Number of frames ``start_index, start_index+1, ...`` present without a gap."""
+        p = str(path)
+        if not os.path.isdir(p):
+            raise DecodeError(p, "frame directory not found")
+        numbers = sorted(int(m.group(1)) for name in os.listdir(p) if (m := self._pattern.fullmatch(name)))
+        if not numbers:
+            raise DecodeError(p, f"no frames named like {self.filename_tmpl!r} in the directory")
+        nums = np.asarray(numbers)
+        expected = np.arange(self.start_index, self.start_index + len(nums))
+        gap = np.flatnonzero(nums != expected)
+        # Frames after a gap cannot be addressed by index: count the run that starts at start_index.
+        return int(gap[0]) if gap.size else len(nums)
+
+    def read(self, path, indices) -> torch.Tensor:
+        from PIL import Image
+
+        unique, inverse = _unique_indices(path, indices)
+        p = str(path)
+        if not os.path.isdir(p):
+            raise DecodeError(p, "frame directory not found")
+        files = [os.path.join(p, self.filename_tmpl.format(int(i) + self.start_index)) for i in unique]
+
+        def load(f: str) -> np.ndarray:
+            try:
+                with Image.open(f) as im:
+                    return np.asarray(im.convert("RGB"))
+            except FileNotFoundError:
+                raise DecodeError(f, "frame file not found") from None
+            except Exception as e:
+                raise DecodeError(f, f"cannot read the JPEG ({_short(e)})") from None
+
+        if len(files) == 1 or self.num_threads <= 1:
+            frames = [load(f) for f in files]
+        else:
+            with ThreadPoolExecutor(min(self.num_threads, len(files))) as pool:
+                frames = list(pool.map(load, files))
+        shapes = {f.shape for f in frames}
+        if len(shapes) != 1:
+            raise DecodeError(p, f"frames have different sizes {sorted(shapes)}")
+        return _gather(np.stack(frames), inverse)
+
+
+# --------------------------------------------------------------------------- registry
+
+
+DECODERS = {"decord": DecordDecoder, "pyav": PyAVDecoder, "rawframes": RawFrameDecoder}
+
+
+def get_decoder(name: str = "decord", **options) -> Decoder:
+    """Build the decoder called ``name`` ("decord", "pyav", "rawframes") with its options.
+
+    Options: decord ``num_threads``; pyav ``thread_type``; rawframes ``filename_tmpl``,
+    ``start_index``, ``num_threads``. Raises ValueError for an unknown name and
+    ImportError (with what to install) when the library is missing.
+    """
+    key = name.lower()
+    if key not in DECODERS:
+        raise ValueError(f"unknown decoder {name!r}; choose one of {sorted(DECODERS)}")
+    try:
+        return DECODERS[key](**options)
+    except ImportError as e:
+        pkg = {"decord": "decord", "pyav": "av", "rawframes": "pillow"}[key]
+        raise ImportError(f"decoder {key!r} needs the {pkg!r} package: pip install {pkg} ({e})") from e
+
+
+def _template_regex(tmpl: str) -> re.Pattern:
+    """``img_{:05}.jpg`` -> regex with one group for the number (any one ``{...}`` field)."""
+    m = re.search(r"\{[^}]*\}", tmpl)
+    if m is None:
+        raise ValueError(f"filename_tmpl {tmpl!r} has no '{{}}' field for the frame number")
+    return re.compile(re.escape(tmpl[: m.start()]) + r"(\d+)" + re.escape(tmpl[m.end() :]))
+
+
+def _short(e: BaseException, limit: int = 200) -> str:
+    """One line of a library's error message (decord appends a C++ stack trace)."""
+    text = str(e).strip().splitlines()
+    line = text[0] if text else type(e).__name__
+    return line[:limit]
+
+
+def is_video_path(path: str | os.PathLike) -> bool:
+    """True for a path that looks like a video file (used to pick a decoder by data format)."""
+    return Path(path).suffix.lower() in {".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".flv"}

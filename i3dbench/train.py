@@ -1,0 +1,880 @@
+"""Training with the published recipe of a zoo entry: one process, or DDP under torchrun.
+
+Everything that defines the run comes from the entry (``entry.recipe``, ``entry.data``,
+``entry.arch``): SGD with momentum and weight decay, gradient clipping, MultiStepLR stepped
+once per epoch, the entry's train/val pipelines, validation every ``val_interval`` epochs and
+a checkpoint every ``checkpoint_interval`` epochs plus ``latest.pth``. The caller can change
+only the scale of the run (number of processes, videos per GPU, epochs, lr); when the total
+batch differs from the recipe's, the linear scaling rule sets the lr and the log says so.
+
+The same function runs single-process and under ``torchrun --nproc-per-node N``: the world
+size comes from the environment (``WORLD_SIZE``/``RANK``/``LOCAL_RANK``), DDP uses NCCL on
+GPUs and gloo on CPU, data is sharded with a ``DistributedSampler`` (with one process too, so
+both paths share every line), and rank 0 alone writes logs and checkpoints.
+
+Reproducibility: the data order of epoch ``e`` is a function of ``(seed, e)`` (the sampler)
+and the random augmentation of sample ``i`` in epoch ``e`` is a function of ``(seed, e, i)``
+(the dataset's per-item generator, ``ClipDataset.set_epoch``), so neither depends on the
+number of processes, on data workers or on where a run was resumed. A checkpoint also holds the optimizer, scheduler, epoch and
+iteration, and every rank's torch/numpy/python RNG states; ``resume="auto"`` picks the newest
+complete checkpoint in the work dir, so a run killed with SIGKILL and resumed ends with the
+same weights as one that was never interrupted (checked by tests/test_train.py, CPU,
+deterministic mode).
+
+Logs: a text line every ``log_interval`` iterations (with ETA) on stdout and in
+``train.log``; ``log.json`` in MMAction2's format (one JSON object per line: the first is the
+run's meta, then ``mode: train`` and ``mode: val`` lines; accuracies are fractions as in
+MMAction2). :func:`read_log_json` reads ours or a published one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import math
+import os
+import platform
+import random
+import resource
+import sys
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler
+
+from .zoo import ZooEntry, get_entry
+
+# mmcv resolved ``torchvision://resnet50`` through torchvision's model_urls; in 2020
+# (when the published I3D models were trained) that was this file. torchvision itself is
+# never imported here.
+TORCHVISION_URLS = {
+    "torchvision://resnet50": "https://download.pytorch.org/models/resnet50-19c8e357.pth",
+}
+
+LOG_JSON = "log.json"
+TEXT_LOG = "train.log"
+LATEST = "latest.pth"
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced. Accuracies in percent (log.json keeps fractions)."""
+
+    work_dir: Path
+    checkpoint: Optional[Path]  # latest.pth (resolves to the last epoch_N.pth), None if none written
+    checkpoint_sha256: Optional[str]
+    epochs: int  # epochs completed
+    iters: int  # optimizer steps completed
+    final_top1: Optional[float]  # last validation
+    final_top5: Optional[float]
+    best_top1: Optional[float]
+    best_top5: Optional[float]
+    best_epoch: Optional[int]
+    wall_time_s: float  # training + validation time, summed over resumed sessions
+    peak_memory_mb: int  # max over ranks; kind says what it is
+    memory_kind: str  # "cuda_max_memory_allocated" | "cpu_peak_rss"
+    lr: float  # the lr actually used (after the linear scaling rule)
+    total_batch: int
+    world_size: int
+    log_json: Path
+    record_path: Optional[Path]
+
+
+# --------------------------------------------------------------------------- environment
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    world_size: int
+    rank: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def setup_distributed(device: Optional[str] = None) -> tuple[DistInfo, bool]:
+    """Read torchrun's environment, pick the device and start the process group if needed.
+
+    Returns the info and whether this call created the process group (then the caller
+    destroys it). One process without ``WORLD_SIZE`` is world size 1, no process group.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device is None:
+        device = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        if dev.index is None:
+            dev = torch.device("cuda", local_rank)
+        torch.cuda.set_device(dev)
+    created = False
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if dev.type == "cuda" else "gloo"
+        kwargs = {"device_id": dev} if dev.type == "cuda" else {}
+        dist.init_process_group(backend=backend, timeout=datetime.timedelta(minutes=30), **kwargs)
+        created = True
+    return DistInfo(world, rank, local_rank, dev), created
+
+
+def is_main_process() -> bool:
+    """True in a single process and on rank 0 under torchrun (read from the environment)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def set_random_seed(seed: int, deterministic: bool = False) -> None:
+    """Seed python, numpy and torch (every device); deterministic mode also pins the kernels.
+
+    Every rank gets the same seed, as MMAction2 does, so the model starts identical
+    everywhere (DDP also broadcasts rank 0's weights).
+    """
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        # cuBLAS needs this set before its first use to be deterministic.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+        # warn_only: an op without a deterministic kernel warns (and the log says
+        # deterministic=True only promises what torch can give) instead of stopping a run.
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+# --------------------------------------------------------------------------- data
+
+
+def _collate(batch):
+    views = torch.stack([b[0] for b in batch])
+    labels = torch.as_tensor([int(b[1]) for b in batch], dtype=torch.long)
+    index = torch.as_tensor([int(b[2]) for b in batch], dtype=torch.long)
+    return views, labels, index
+
+
+def _loader(dataset, batch: int, sampler, num_workers: int, pin: bool, seed: int) -> DataLoader:
+    # The generator fixes the workers' base seed; items do not depend on it (the dataset
+    # seeds each item itself), but it keeps the loader from drawing from, and so shifting,
+    # the global torch RNG that dropout uses.
+    g = torch.Generator()
+    g.manual_seed(seed)
+    return DataLoader(
+        dataset,
+        batch_size=batch,
+        sampler=sampler,
+        num_workers=num_workers,
+        pin_memory=pin,
+        drop_last=False,
+        collate_fn=_collate,
+        generator=g,
+        persistent_workers=False,
+    )
+
+
+def _resolve_data(entry: ZooEntry, data_root, ann_file, val_data_root, val_ann_file, info: DistInfo):
+    """Fill in the synthetic set's paths for smoke entries; check that the files exist."""
+    if entry.dataset == "synthetic" and (data_root is None or ann_file is None or val_ann_file is None):
+        from .data.synthetic import ensure_synthetic, synthetic_paths
+
+        # Rank 0 generates the set (once, into the cache); the others wait, then find it.
+        if info.is_main:
+            root = ensure_synthetic()
+        _barrier(info)
+        if not info.is_main:
+            root = ensure_synthetic()
+        fmt, res = entry.data.format, entry.data.resolution
+        if data_root is None or ann_file is None:
+            data_root, ann_file = synthetic_paths(root, fmt, res, "train")
+        if val_ann_file is None:
+            val_data_root, val_ann_file = synthetic_paths(root, fmt, res, "val")
+    if data_root is None or ann_file is None:
+        raise ValueError(
+            f"entry '{entry.name}' trains on {entry.dataset}: give --data-root and --ann "
+            "(the training videos/frames and their list file)"
+        )
+    if val_ann_file is not None and val_data_root is None:
+        val_data_root = data_root
+    for what, p in (("--data-root", data_root), ("--ann", ann_file), ("--val-data-root", val_data_root), ("--val-ann", val_ann_file)):
+        if p is not None and not Path(p).exists():
+            raise FileNotFoundError(f"{what} {p}: no such file or directory")
+    return Path(data_root), Path(ann_file), (Path(val_data_root) if val_ann_file else None), (Path(val_ann_file) if val_ann_file else None)
+
+
+# --------------------------------------------------------------------------- model and init
+
+
+def build_train_model(entry: ZooEntry, seed: int, init: Optional[str] = None) -> tuple[nn.Module, str]:
+    """The entry's model, seeded, initialised as the recipe (or ``init``) says.
+
+    ``init``: ``None`` uses ``entry.recipe.pretrained``; ``"none"`` trains from scratch; a
+    file or URL is either a 2D ImageNet ResNet state_dict in torchvision's layout (inflated
+    to 3D with I3D's rule) or an MMAction2 checkpoint (loaded strictly). Returns the model
+    and a description of the init for the log.
+    """
+    from .models import build_model
+
+    torch.manual_seed(seed)
+    model = build_model(entry)
+    source = entry.recipe.pretrained if init is None else init
+    if source is None or str(source).lower() == "none":
+        return model, "none (from scratch)"
+    return model, _load_init(model, str(source))
+
+
+def _load_init(model: nn.Module, source: str) -> str:
+    from .checkpoints import inflate_2d_to_3d, load_checkpoint, read_checkpoint, resolve
+
+    if source.startswith("torchvision://") and source not in TORCHVISION_URLS:
+        raise ValueError(f"init {source}: unknown torchvision model; known: {', '.join(TORCHVISION_URLS)}")
+    path = resolve(TORCHVISION_URLS.get(source, source))  # downloads a URL into the cache once
+    sd = read_checkpoint(path).state_dict
+    if any(k.startswith(("backbone.", "cls_head.")) for k in sd):
+        load_checkpoint(model, path, strict=True)
+        return f"MMAction2 checkpoint {source}"
+    if "conv1.weight" in sd and any(k.startswith("layer1.") for k in sd):
+        rep = inflate_2d_to_3d(model, sd)
+        return (f"2D ImageNet weights inflated from {source} ({len(rep.inflated)} tensors; "
+                f"{len(rep.missing)} kept their init, {len(rep.mismatched)} mismatched)")
+    raise ValueError(
+        f"init {path}: neither a 2D torchvision ResNet state_dict (conv1.weight, layer1.*) "
+        "nor an MMAction2 checkpoint (backbone.*, cls_head.*)"
+    )
+
+
+def scaled_lr(entry: ZooEntry, total_batch: int) -> float:
+    """The linear scaling rule: the recipe's lr times total_batch / base_batch_size."""
+    r = entry.recipe
+    if total_batch == r.base_batch_size:
+        return r.lr
+    return r.lr * total_batch / r.base_batch_size
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def _rng_state() -> dict:
+    """This process's RNG states as tensors/ints only (loadable with weights_only=True)."""
+    _, keys, pos, has_gauss, cached = np.random.get_state()
+    version, py_state, gauss = random.getstate()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "python": {"version": int(version), "state": torch.tensor(py_state, dtype=torch.int64), "gauss": gauss},
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(int(v) for v in p["state"].tolist()), p["gauss"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _scheduler_state(sched) -> dict:
+    sd = sched.state_dict()
+    sd["milestones"] = {int(k): int(v) for k, v in sd["milestones"].items()}  # Counter -> plain dict
+    return sd
+
+
+def _load_scheduler_state(sched, sd: dict) -> None:
+    sd = dict(sd)
+    sd["milestones"] = Counter(sd["milestones"])
+    sched.load_state_dict(sd)
+
+
+def find_resume_checkpoint(work_dir: str | Path) -> Optional[Path]:
+    """The newest complete checkpoint in ``work_dir`` (``epoch_N.pth``, largest N), or None.
+
+    Checkpoints are written to a temporary name and renamed (checkpoints.save_checkpoint),
+    so a file with the final name is complete; temporary files are ignored, and a file that
+    still fails to load (e.g. truncated by a copy outside this program) is skipped with a
+    warning in favour of the next older one.
+    """
+    found = _newest_checkpoint(Path(work_dir))
+    return found[0] if found else None
+
+
+def _newest_checkpoint(work_dir: Path) -> Optional[tuple[Path, dict]]:
+    found = []
+    for p in work_dir.glob("epoch_*.pth"):
+        stem = p.name[len("epoch_") : -len(".pth")]
+        if stem.isdigit():
+            found.append((int(stem), p))
+    for _, p in sorted(found, reverse=True):
+        try:
+            ckpt = _read_resume_file(p)
+        except (OSError, RuntimeError, ValueError, KeyError, EOFError) as err:
+            print(f"[i3dbench.train] skipping checkpoint {p}: {err}", file=sys.stderr)
+            continue
+        return p, ckpt
+    return None
+
+
+def _read_resume_file(path: Path) -> dict:
+    # Our own files hold plain data and tensors only, so weights_only=True reads them.
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - torch raises many types for a broken file
+        raise ValueError(f"unreadable ({type(err).__name__}: {err})") from None
+    missing = [k for k in ("state_dict", "optimizer", "scheduler", "rng", "train_state") if k not in (ckpt if isinstance(ckpt, dict) else {})]
+    if missing:
+        raise ValueError(f"not a resumable i3dbench training checkpoint (no {', '.join(missing)})")
+    return ckpt
+
+
+def _atomic_symlink(target_name: str, link: Path) -> None:
+    tmp = link.with_name(link.name + f".{os.getpid()}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    os.symlink(target_name, tmp)
+    os.replace(tmp, link)  # rename is atomic: readers see the old or the new link
+
+
+# --------------------------------------------------------------------------- distributed helpers
+
+
+def _barrier(info: DistInfo) -> None:
+    if info.distributed:
+        dist.barrier()
+
+
+def _all_mean(values: list[float], info: DistInfo) -> list[float]:
+    if not info.distributed:
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=info.device if info.device.type == "cuda" else "cpu")
+    dist.all_reduce(t)
+    return (t / info.world_size).tolist()
+
+
+def _all_max(value: int, info: DistInfo) -> int:
+    if not info.distributed:
+        return value
+    t = torch.tensor([value], dtype=torch.int64, device=info.device if info.device.type == "cuda" else "cpu")
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return int(t.item())
+
+
+def _gather_objects(obj, info: DistInfo) -> list:
+    if not info.distributed:
+        return [obj]
+    out = [None] * info.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def _peak_memory_mb(info: DistInfo) -> int:
+    """MMAction2's ``memory``: peak CUDA max_memory_allocated (MiB, int), or peak RSS on CPU."""
+    if info.device.type == "cuda":
+        mb = int(torch.cuda.max_memory_allocated(info.device) / 2**20)
+    else:
+        mb = int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # Linux: KiB
+    return _all_max(mb, info)
+
+
+# --------------------------------------------------------------------------- logging
+
+
+class _Logger:
+    """Rank 0 writes text lines (stdout + train.log) and log.json lines; other ranks are silent."""
+
+    def __init__(self, work_dir: Path, info: DistInfo) -> None:
+        self.on = info.is_main
+        self.json_path = work_dir / LOG_JSON
+        self.text_path = work_dir / TEXT_LOG
+
+    def text(self, msg: str) -> None:
+        if not self.on:
+            return
+        line = f"{datetime.datetime.now():%Y-%m-%d %H:%M:%S} - {msg}"
+        print(line, flush=True)
+        with open(self.text_path, "a") as f:
+            f.write(line + "\n")
+
+    def json(self, obj: dict) -> None:
+        if not self.on:
+            return
+        with open(self.json_path, "a") as f:
+            f.write(json.dumps(obj) + "\n")
+
+    def truncate_after(self, epoch: int) -> None:
+        """On resume: keep the lines up to the resumed epoch, so the log has no repeated epochs."""
+        if not self.on or not self.json_path.exists():
+            return
+        kept = [d for d in read_log_json(self.json_path) if "mode" not in d or d.get("epoch", 0) <= epoch]
+        tmp = self.json_path.with_name(self.json_path.name + ".tmp")
+        tmp.write_text("".join(json.dumps(d) + "\n" for d in kept))
+        os.replace(tmp, self.json_path)
+
+
+def read_log_json(path: str | Path) -> list[dict]:
+    """The JSON objects of an MMAction2-format ``log.json``, one per non-empty line, in order.
+
+    Works for the published logs and ours: the first object(s) are run metadata (no
+    ``mode`` key); ``mode: train`` lines carry ``epoch``, ``iter``, ``lr``, ``loss``...;
+    ``mode: val`` lines carry ``top1_acc``, ``top5_acc`` (fractions). A malformed line is an
+    error naming the file and line.
+    """
+    path = Path(path)
+    out = []
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}: line {n}: not JSON ({err.msg}); is this a .log.json file?") from None
+            if not isinstance(obj, dict):
+                raise ValueError(f"{path}: line {n}: expected a JSON object, got {type(obj).__name__}")
+            out.append(obj)
+    return out
+
+
+def _env_info(info: DistInfo) -> str:
+    parts = [
+        f"sys.platform: {sys.platform}",
+        f"Python: {sys.version.split()[0]}",
+        f"PyTorch: {torch.__version__}",
+        f"CUDA available: {torch.cuda.is_available()}",
+        f"device: {info.device}",
+        f"host: {platform.node()}",
+        f"CPU threads: {torch.get_num_threads()}",
+    ]
+    if info.device.type == "cuda":
+        parts.append(f"GPU: {torch.cuda.get_device_name(info.device)}")
+        parts.append(f"CUDA: {torch.version.cuda}, cuDNN: {torch.backends.cudnn.version()}")
+    return "\n".join(parts)
+
+
+def _fmt_eta(seconds: float) -> str:
+    return str(datetime.timedelta(seconds=int(max(seconds, 0))))
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+@torch.no_grad()
+def _validate(model, loader, entry: ZooEntry, info: DistInfo, amp_ctx) -> dict:
+    """Val top-1/top-5/mean class accuracy (fractions) over the whole val set, all ranks."""
+    from .data.transforms import normalize
+    from .metrics import mean_class_accuracy, top_k_accuracy
+
+    model.eval()
+    idx_all, scores_all, labels_all = [], [], []
+    for views, labels, index in loader:
+        b, v = views.shape[:2]
+        x = normalize(views.flatten(0, 1), entry.data.mean, entry.data.std, device=info.device)
+        with amp_ctx():
+            logits = model(x)
+        logits = logits.float().view(b, v, -1)
+        # Several views per video are averaged as the test protocol says (prob or score).
+        per_video = logits.softmax(-1).mean(1) if entry.test.average_clips == "prob" else logits.mean(1)
+        idx_all.append(index)
+        scores_all.append(per_video.cpu())
+        labels_all.append(labels)
+    local = (
+        torch.cat(idx_all).numpy() if idx_all else np.zeros(0, np.int64),
+        torch.cat(scores_all).numpy() if scores_all else np.zeros((0, entry.arch.num_classes), np.float32),
+        torch.cat(labels_all).numpy() if labels_all else np.zeros(0, np.int64),
+    )
+    parts = _gather_objects(local, info)
+    idx = np.concatenate([p[0] for p in parts])
+    scores = np.concatenate([p[1] for p in parts])
+    labels = np.concatenate([p[2] for p in parts])
+    # The distributed sampler pads the last shard with repeats; keep each video once.
+    _, first = np.unique(idx, return_index=True)
+    scores, labels = scores[first], labels[first]
+    top1, top5 = top_k_accuracy(scores, labels, (1, 5))
+    return {
+        "top1_acc": top1,
+        "top5_acc": top5,
+        "mean_class_accuracy": mean_class_accuracy(scores, labels),
+        "num_videos": int(len(labels)),
+    }
+
+
+# --------------------------------------------------------------------------- training
+
+
+def train(
+    entry: ZooEntry | str,
+    data_root: str | Path | None,
+    ann_file: str | Path | None,
+    work_dir: str | Path,
+    *,
+    resume: Optional[str] = None,
+    val_ann_file: str | Path | None = None,
+    val_data_root: str | Path | None = None,
+    videos_per_gpu: Optional[int] = None,
+    epochs: Optional[int] = None,
+    lr: Optional[float] = None,
+    amp: Optional[str] = None,
+    init: Optional[str] = None,
+    seed: int = 0,
+    deterministic: bool = False,
+    num_workers: int = 2,
+    device: Optional[str] = None,
+    max_iters: Optional[int] = None,
+    log_interval: int = 20,
+    decoder: Optional[str] = None,
+    records_dir: str | Path | None = None,
+    write_record_file: bool = True,
+    zoo: str | Path | None = None,
+) -> TrainResult:
+    """Train ``entry`` with its published recipe; works as is under ``torchrun``.
+
+    ``data_root``/``ann_file`` (and ``val_*``) may be None for smoke entries (synthetic
+    set, generated into the cache if missing). ``resume``: None (fresh run; an existing
+    log.json is started over), ``"auto"`` (newest complete checkpoint in ``work_dir``, or a
+    fresh run when there is none), or a checkpoint path. ``videos_per_gpu``/``epochs``/
+    ``lr`` override the recipe's scale; without ``lr`` the linear scaling rule applies to a
+    total batch (``videos_per_gpu * world size``) other than ``recipe.base_batch_size``.
+    ``amp``: None, ``"bf16"`` or ``"fp16"`` autocast. ``max_iters`` stops after that many
+    optimizer steps in total (tests, quick checks). On rank 0 a ``kind=train`` record is
+    written unless ``write_record_file`` is False. Returns a :class:`TrainResult` (on every
+    rank; the figures are the same everywhere).
+    """
+    entry = get_entry(entry, zoo) if zoo is not None else get_entry(entry)
+    if amp not in (None, "bf16", "fp16"):
+        raise ValueError(f"amp must be None, 'bf16' or 'fp16', got {amp!r}")
+    info, created_pg = setup_distributed(device)
+    try:
+        return _train(
+            entry, info, data_root, ann_file, Path(work_dir), resume, val_ann_file, val_data_root,
+            videos_per_gpu, epochs, lr, amp, init, seed, deterministic, num_workers, max_iters,
+            log_interval, decoder, records_dir, write_record_file,
+        )
+    finally:
+        if created_pg:
+            dist.destroy_process_group()
+
+
+def _train(entry, info, data_root, ann_file, work_dir, resume, val_ann_file, val_data_root, videos_per_gpu,
+           epochs, lr, amp, init, seed, deterministic, num_workers, max_iters, log_interval, decoder,
+           records_dir, write_record_file) -> TrainResult:
+    from .checkpoints import file_sha256, save_checkpoint
+    from .data.dataset import build_dataset
+    from .data.transforms import normalize
+
+    recipe = entry.recipe
+    vpg = int(videos_per_gpu or recipe.videos_per_gpu)
+    total_epochs = int(epochs or recipe.epochs)
+    total_batch = vpg * info.world_size
+    base_lr = float(lr) if lr is not None else scaled_lr(entry, total_batch)
+    if info.is_main:
+        work_dir.mkdir(parents=True, exist_ok=True)
+    _barrier(info)
+    log = _Logger(work_dir, info)
+
+    # ---- resume point (found before anything is written, so a fresh run can clear the log)
+    resume_path: Optional[Path] = None
+    ckpt: Optional[dict] = None
+    if resume == "auto":
+        found = _newest_checkpoint(work_dir)
+        if found:
+            resume_path, ckpt = found
+    elif resume:
+        resume_path = Path(resume)
+        if not resume_path.is_file():
+            raise FileNotFoundError(f"--resume {resume}: no such checkpoint")
+        try:
+            ckpt = _read_resume_file(resume_path)
+        except ValueError as err:
+            raise ValueError(f"--resume {resume_path}: {err}") from None
+    if resume_path is None and info.is_main:
+        for name in (LOG_JSON, TEXT_LOG):
+            with contextlib.suppress(FileNotFoundError):
+                (work_dir / name).unlink()
+
+    data_root, ann_file, val_data_root, val_ann_file = _resolve_data(entry, data_root, ann_file, val_data_root, val_ann_file, info)
+
+    set_random_seed(seed, deterministic)
+    model, init_desc = build_train_model(entry, seed, init if resume_path is None else "none")
+    model.to(info.device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(params, lr=base_lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(recipe.milestones), gamma=recipe.gamma)
+    amp_dtype = AMP_DTYPES.get(amp) if amp else None
+    scaler = torch.amp.GradScaler(info.device.type, enabled=amp == "fp16")
+
+    def amp_ctx():
+        if amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=info.device.type, dtype=amp_dtype)
+
+    # ---- state restored from a checkpoint
+    start_epoch, global_iter, wall_before, best = 0, 0, 0.0, {"top1": None, "top5": None, "epoch": None}
+    history: dict = {}
+    if ckpt is not None:
+        model.load_state_dict(ckpt["state_dict"], strict=True)
+        state = ckpt["train_state"]
+        optimizer.load_state_dict(ckpt["optimizer"])
+        _load_scheduler_state(scheduler, ckpt["scheduler"])
+        if "scaler" in ckpt and scaler.is_enabled():
+            scaler.load_state_dict(ckpt["scaler"])
+        start_epoch, global_iter = int(state["epoch"]), int(state["iter"])
+        wall_before = float(state.get("wall_time_s", 0.0))
+        best = dict(state.get("best", best))
+        history = dict(state.get("last_val", {}))
+        rngs = ckpt["rng"]
+        if len(rngs) != info.world_size:
+            log.text(f"resume: checkpoint has RNG states of {len(rngs)} ranks, this run has {info.world_size}; "
+                     "ranks reuse them modulo, so the run continues but is not bitwise that of the original")
+        pass  # MUTATION
+        log.truncate_after(start_epoch)
+
+    ddp_model = model
+    if info.distributed:
+        ddp_model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[info.device.index] if info.device.type == "cuda" else None
+        )
+
+    # ---- data
+    train_set = build_dataset(entry, "train", data_root, ann_file, decoder=decoder, seed=seed)
+    train_sampler = DistributedSampler(train_set, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=seed, drop_last=False)
+    val_loader = None
+    if val_ann_file is not None:
+        val_set = build_dataset(entry, "val", val_data_root, val_ann_file, decoder=decoder)
+        val_sampler = DistributedSampler(val_set, num_replicas=info.world_size, rank=info.rank, shuffle=False)
+        val_loader = _loader(val_set, vpg, val_sampler, num_workers, info.device.type == "cuda", seed)
+    iters_per_epoch = math.ceil(len(train_sampler) / vpg)
+    total_iters = iters_per_epoch * total_epochs
+    if max_iters is not None:
+        total_iters = min(total_iters, max_iters)
+
+    # ---- meta line
+    memory_kind = "cuda_max_memory_allocated" if info.device.type == "cuda" else "cpu_peak_rss"
+    scaling = (
+        f"lr {base_lr:g} given by the user"
+        if lr is not None
+        else (f"linear scaling rule: lr {recipe.lr:g} x total batch {total_batch} / {recipe.base_batch_size} = {base_lr:g}"
+              if total_batch != recipe.base_batch_size else f"lr {base_lr:g} (recipe; total batch {total_batch} = base)")
+    )
+    meta = {
+        "env_info": _env_info(info),
+        "seed": seed,
+        "exp_name": entry.name,
+        "config": entry.config,
+        "entry": entry.name,
+        "world_size": info.world_size,
+        "videos_per_gpu": vpg,
+        "total_batch": total_batch,
+        "lr": base_lr,
+        "lr_rule": scaling,
+        "recipe": asdict(recipe),
+        "epochs": total_epochs,
+        "amp": amp or "fp32",
+        "deterministic": deterministic,
+        "init": init_desc if resume_path is None else f"resumed from {resume_path}",
+        "memory_kind": memory_kind,
+        "memory_unit": "MiB",
+        "train_videos": len(train_set),
+        "val_videos": len(val_loader.dataset) if val_loader is not None else 0,
+        "time": datetime.datetime.now().isoformat(timespec="seconds"),
+    }
+    log.json(meta)
+    log.text(f"training {entry.name}: world size {info.world_size}, {vpg} videos/GPU, {scaling}; "
+             f"{total_epochs} epochs x {iters_per_epoch} iters; amp={amp or 'fp32'}; init: {meta['init']}; "
+             f"memory = {memory_kind}")
+
+    # ---- loop
+    t_start = time.perf_counter()
+    iters_this_session = 0
+    epochs_done = start_epoch
+    last_ckpt: Optional[Path] = None
+    stopped = False
+    for epoch in range(start_epoch, total_epochs):
+        if max_iters is not None and global_iter >= max_iters:
+            stopped = True
+            break
+        ddp_model.train()
+        train_sampler.set_epoch(epoch)
+        train_set.set_epoch(epoch)
+        loader = _loader(train_set, vpg, train_sampler, num_workers, info.device.type == "cuda", seed * 1000003 + epoch)
+        window: dict[str, list[float]] = {k: [] for k in ("loss_cls", "top1_acc", "top5_acc", "time", "data_time")}
+        t_iter = time.perf_counter()
+        for inner, (views, labels, _index) in enumerate(loader):
+            data_time = time.perf_counter() - t_iter
+            v = views.shape[1]
+            x = normalize(views.flatten(0, 1), entry.data.mean, entry.data.std, device=info.device)
+            y = labels.to(info.device).repeat_interleave(v)
+            with amp_ctx():
+                logits = ddp_model(x)
+            loss = F.cross_entropy(logits.float(), y)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if recipe.grad_clip:
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(params, max_norm=recipe.grad_clip, norm_type=2)
+            scaler.step(optimizer)
+            scaler.update()
+            global_iter += 1
+            iters_this_session += 1
+
+            with torch.no_grad():
+                top5 = logits.detach().float().topk(min(5, logits.shape[1]), dim=1).indices
+                hit = top5 == y[:, None]
+                window["top1_acc"].append(hit[:, 0].float().mean().item())
+                window["top5_acc"].append(hit.any(1).float().mean().item())
+            window["loss_cls"].append(loss.item())
+            window["data_time"].append(data_time)
+            window["time"].append(time.perf_counter() - t_iter)
+
+            last = inner + 1 == iters_per_epoch or (max_iters is not None and global_iter >= max_iters)
+            if (inner + 1) % log_interval == 0 or last:
+                _log_train(log, window, info, epoch, inner, iters_per_epoch, optimizer, global_iter, total_iters,
+                           iters_this_session, time.perf_counter() - t_start)
+                window = {k: [] for k in window}
+            t_iter = time.perf_counter()
+            if max_iters is not None and global_iter >= max_iters:
+                stopped = True
+                break
+        if stopped:
+            break
+        scheduler.step()
+        done = epochs_done = epoch + 1
+
+        # Validation comes before the checkpoint: it draws no random numbers, and the
+        # checkpoint then stores the RNG states the next epoch starts from.
+        if val_loader is not None and (done % recipe.val_interval == 0 or done == total_epochs):
+            res = _validate(ddp_model, val_loader, entry, info, amp_ctx)
+            history = {"epoch": done, **res}
+            if best["top1"] is None or res["top1_acc"] * 100 > best["top1"]:
+                best = {"top1": res["top1_acc"] * 100, "top5": res["top5_acc"] * 100, "epoch": done}
+            log.json({"mode": "val", "epoch": done, "iter": len(val_loader), "lr": optimizer.param_groups[0]["lr"],
+                      "top1_acc": res["top1_acc"], "top5_acc": res["top5_acc"],
+                      "mean_class_accuracy": res["mean_class_accuracy"]})
+            log.text(f"Epoch(val) [{done}][{res['num_videos']} videos] top1_acc: {res['top1_acc']:.4f}, "
+                     f"top5_acc: {res['top5_acc']:.4f}, mean_class_accuracy: {res['mean_class_accuracy']:.4f}")
+
+        if done % recipe.checkpoint_interval == 0 or done == total_epochs:
+            rngs = _gather_objects(_rng_state(), info)
+            if info.is_main:
+                path = work_dir / f"epoch_{done}.pth"
+                wall = wall_before + time.perf_counter() - t_start
+                save_checkpoint(
+                    path,
+                    model,
+                    meta={"epoch": done, "iter": global_iter, "seed": seed, "exp_name": entry.name,
+                          "config": entry.config, "time": time.asctime()},
+                    extra={
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": _scheduler_state(scheduler),
+                        **({"scaler": scaler.state_dict()} if scaler.is_enabled() else {}),
+                        "rng": rngs,
+                        "train_state": {"epoch": done, "iter": global_iter, "wall_time_s": wall, "best": best,
+                                        "last_val": history, "seed": seed, "world_size": info.world_size,
+                                        "videos_per_gpu": vpg, "lr": base_lr},
+                    },
+                )
+                _atomic_symlink(path.name, work_dir / LATEST)
+                log.text(f"saved checkpoint {path}")
+            last_ckpt = work_dir / f"epoch_{done}.pth"
+            _barrier(info)
+
+    wall = wall_before + time.perf_counter() - t_start
+    peak = _peak_memory_mb(info)
+    latest = work_dir / LATEST
+    ckpt_path = latest if latest.exists() else None
+    sha = file_sha256(latest.resolve()) if ckpt_path is not None else None
+    result = TrainResult(
+        work_dir=work_dir,
+        checkpoint=ckpt_path,
+        checkpoint_sha256=sha,
+        epochs=epochs_done,
+        iters=global_iter,
+        final_top1=history["top1_acc"] * 100 if history else None,
+        final_top5=history["top5_acc"] * 100 if history else None,
+        best_top1=best["top1"],
+        best_top5=best["top5"],
+        best_epoch=best["epoch"],
+        wall_time_s=wall,
+        peak_memory_mb=peak,
+        memory_kind=memory_kind,
+        lr=base_lr,
+        total_batch=total_batch,
+        world_size=info.world_size,
+        log_json=work_dir / LOG_JSON,
+        record_path=None,
+    )
+    log.text(f"done: {result.epochs} epochs, {result.iters} iters, wall {wall:.1f} s, peak memory {peak} MiB "
+             f"({memory_kind}), final val top1 {result.final_top1}, checkpoint {ckpt_path} sha256 {sha}")
+    if info.is_main and write_record_file:
+        result = replace(result, record_path=_write_train_record(entry, result, info, amp, decoder, records_dir, last_ckpt))
+        log.text(f"record: {result.record_path}")
+    return result
+
+
+def _log_train(log: _Logger, window: dict, info: DistInfo, epoch: int, inner: int, iters_per_epoch: int,
+               optimizer, global_iter: int, total_iters: int, session_iters: int, elapsed: float) -> None:
+    """One MMAction2 train line: window means, all-reduced over ranks (as mmcv's log vars)."""
+    keys = ("loss_cls", "top1_acc", "top5_acc", "time", "data_time")
+    means = _all_mean([float(np.mean(window[k])) for k in keys], info)
+    vals = dict(zip(keys, means))
+    mem = _peak_memory_mb(info)
+    lr = optimizer.param_groups[0]["lr"]
+    eta = elapsed / max(session_iters, 1) * (total_iters - global_iter)
+    log.json({"mode": "train", "epoch": epoch + 1, "iter": inner + 1, "lr": lr, "memory": mem,
+              "data_time": vals["data_time"], "time": vals["time"], "loss_cls": vals["loss_cls"],
+              "loss": vals["loss_cls"], "top1_acc": vals["top1_acc"], "top5_acc": vals["top5_acc"]})
+    log.text(f"Epoch [{epoch + 1}][{inner + 1}/{iters_per_epoch}]\tlr: {lr:.3e}, eta: {_fmt_eta(eta)}, "
+             f"time: {vals['time']:.3f}, data_time: {vals['data_time']:.3f}, memory: {mem}, "
+             f"top1_acc: {vals['top1_acc']:.4f}, top5_acc: {vals['top5_acc']:.4f}, "
+             f"loss_cls: {vals['loss_cls']:.4f}, loss: {vals['loss_cls']:.4f}")
+
+
+def _write_train_record(entry, result: TrainResult, info: DistInfo, amp, decoder, records_dir, last_ckpt) -> Path:
+    from .records import collect_conditions, make_record, write_record
+
+    conditions = collect_conditions(
+        str(info.device),
+        precision=amp or "fp32",
+        batch=result.total_batch,
+        decoder=decoder or ("rawframes" if entry.data.format == "rawframes" else "decord"),
+        checkpoint_sha256=result.checkpoint_sha256,
+    )
+    metrics = {
+        "top1": result.final_top1,
+        "top5": result.final_top5,
+        "best_top1": result.best_top1,
+        "best_top5": result.best_top5,
+        "best_epoch": result.best_epoch,
+        "wall_time_s": result.wall_time_s,
+        "peak_memory_mb": result.peak_memory_mb,
+        "memory_kind": result.memory_kind,
+        "epochs": result.epochs,
+        "iters": result.iters,
+    }
+    extra = {
+        "checkpoint": str(last_ckpt.resolve()) if last_ckpt else (str(result.checkpoint.resolve()) if result.checkpoint else None),
+        "checkpoint_sha256": result.checkpoint_sha256,
+        "work_dir": str(result.work_dir.resolve()),
+        "log_json": str(result.log_json.resolve()),
+        "lr": result.lr,
+        "world_size": result.world_size,
+        "total_batch": result.total_batch,
+    }
+    return write_record(make_record(entry.name, "train", metrics, conditions, extra=extra), records_dir)

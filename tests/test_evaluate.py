@@ -1,0 +1,262 @@
+"""evaluate(): multi-view scoring, predictions file, resume (incl. SIGKILL), failures, shards.
+
+Uses stand-ins (a list-backed dataset and a tiny model) so the loop is tested on its own;
+the end-to-end run on the synthetic set with the real model lives at the bottom.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from i3dbench.evaluate import (
+    compare_with_published,
+    evaluate,
+    parse_views,
+    read_predictions,
+    with_test_views,
+)
+from i3dbench.metrics import top_k_accuracy
+from i3dbench.records import load_records
+from i3dbench.zoo import get_entry
+
+ENTRY = "smoke_i3d_tiny_video"  # 8 classes, 2 clips x 3 crops = 6 views
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Rec:
+    path: str
+    label: int
+    total_frames: int | None = None
+
+
+@dataclass
+class Failure:
+    path: str
+    reason: str
+
+
+class ListDataset(torch.utils.data.Dataset):
+    """(views uint8 6 x 3 x 4 x 8 x 8, label, index); fixed content per index; optional failures."""
+
+    def __init__(self, n=24, fail=(), delay=0.0, counter=None):
+        self.records = [Rec(f"v{i:03d}.mp4", i % 8) for i in range(n)]
+        self.fail, self.delay, self.counter = set(fail), delay, counter
+
+    def __len__(self):
+        return len(self.records)
+
+    def __getitem__(self, i):
+        if self.counter is not None:
+            self.counter.append(i)
+        if self.delay:
+            time.sleep(self.delay)
+        rec = self.records[i]
+        if i in self.fail:
+            return Failure(rec.path, "moov atom not found"), rec.label, i
+        g = torch.Generator().manual_seed(i)
+        views = torch.randint(0, 256, (6, 3, 4, 8, 8), generator=g, dtype=torch.uint8)
+        return views, rec.label, i
+
+
+class TinyNet(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc = torch.nn.Linear(3, 8)
+
+    def forward(self, x):
+        return self.fc(x.mean(dim=(2, 3, 4)))
+
+
+def _run(tmp_path, dataset, **kw):
+    kw.setdefault("records_dir", tmp_path / "records")
+    return evaluate(ENTRY, model=TinyNet(), dataset=dataset, num_workers=0, progress=False, **kw)
+
+
+def _expected_scores(dataset, mode="prob"):
+    """Per-video averaged scores computed directly from the stand-ins."""
+    entry = get_entry(ENTRY)
+    mean = torch.tensor(entry.data.mean).view(1, 3, 1, 1, 1)
+    std = torch.tensor(entry.data.std).view(1, 3, 1, 1, 1)
+    net, out = TinyNet().eval(), {}
+    for i in range(len(dataset)):
+        views, label, _ = dataset[i]
+        if isinstance(views, torch.Tensor):
+            with torch.no_grad():
+                logits = net((views.float() - mean) / std)
+            out[i] = (torch.softmax(logits, 1) if mode == "prob" else logits).mean(0).numpy()
+    return out
+
+
+def test_evaluate_scores_records_and_lists_failures(tmp_path):
+    ds = ListDataset(n=20, fail={3, 7})
+    res = _run(tmp_path, ds)
+    assert (res.num_listed, res.num_evaluated) == (20, 18)
+    assert [f["i"] for f in res.failures] == [3, 7] and "moov" in res.failures[0]["error"]
+
+    exp = _expected_scores(ds)
+    idx = sorted(exp)
+    scores = np.stack([exp[i] for i in idx])
+    labels = [ds.records[i].label for i in idx]
+    t1, t5 = top_k_accuracy(scores, labels, (1, 5))
+    assert res.metrics["top1"] == pytest.approx(100 * t1) and res.metrics["top5"] == pytest.approx(100 * t5)
+
+    rows = read_predictions(res.predictions_path)
+    assert sorted(rows) == list(range(20))
+    np.testing.assert_allclose(rows[0]["scores"], np.sort(exp[0])[::-1][:5], rtol=1e-5)
+    assert rows[0]["top5"][0] == int(exp[0].argmax())
+
+    (rec,) = load_records(tmp_path / "records")
+    assert rec["kind"] == "eval" and rec["entry"] == ENTRY
+    assert rec["extra"]["evaluated"] == "18 of 20" and rec["metrics"]["num_failed"] == 2
+    assert rec["extra"]["protocol"] == "2x3-prob" and rec["conditions"]["views"] == 6
+    assert (tmp_path / "records" / rec["extra"]["predictions"]).resolve() == res.predictions_path.resolve()
+
+
+def test_score_averaging_is_a_different_run(tmp_path):
+    ds = ListDataset(n=8)
+    prob = _run(tmp_path, ds)
+    score = _run(tmp_path, ds, average_clips="score")
+    assert prob.predictions_path != score.predictions_path
+    exp = _expected_scores(ds, "score")
+    rows = read_predictions(score.predictions_path)
+    np.testing.assert_allclose(rows[5]["scores"][0], exp[5].max(), rtol=1e-5)
+    recs = load_records(tmp_path / "records")
+    assert {r["extra"]["average_clips"] for r in recs} == {"prob", "score"}
+    with pytest.raises(ValueError, match="average_clips"):
+        _run(tmp_path, ds, average_clips="max")
+
+
+def test_resume_skips_done_videos_and_repairs_a_torn_line(tmp_path):
+    full = _run(tmp_path, ListDataset(n=20, fail={4}))
+    lines = full.predictions_path.read_text().splitlines(keepends=True)
+    # Keep 6 rows and half of the 7th (a write cut by a kill).
+    full.predictions_path.write_text("".join(lines[:6]) + lines[6][: len(lines[6]) // 2])
+    calls: list[int] = []
+    again = _run(tmp_path, ListDataset(n=20, fail={4}, counter=calls))
+    assert again.predictions_path == full.predictions_path
+    assert sorted(calls) == sorted(json.loads(x)["i"] for x in lines[6:])  # only what was missing
+    rows = [json.loads(x) for x in again.predictions_path.read_text().splitlines()]
+    assert sorted(r["i"] for r in rows) == list(range(20))  # exactly one row per video
+    assert again.metrics == full.metrics
+    # Nothing left to do: a third run evaluates nothing and reports the same.
+    calls.clear()
+    assert _run(tmp_path, ListDataset(n=20, fail={4}, counter=calls)).metrics == full.metrics and not calls
+
+
+def test_corrupt_middle_line_names_file_and_line(tmp_path):
+    p = tmp_path / "x.jsonl"
+    p.write_text('{"i": 0, "label": 1, "top5": [1]}\nnot json\n{"i": 2}\n')
+    with pytest.raises(ValueError, match=r"x\.jsonl:2"):
+        read_predictions(p)
+
+
+_KILL_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    sys.path.insert(0, {tests!r})
+    from test_evaluate import ListDataset, _run
+    from pathlib import Path
+    _run(Path({tmp!r}), ListDataset(n=40, fail={{5}}, delay=0.05))
+    """
+)
+
+
+@pytest.mark.slow
+def test_sigkill_mid_run_then_rerun_matches_uninterrupted(tmp_path):
+    killed = tmp_path / "killed"
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    script = _KILL_SCRIPT.format(tests=str(Path(__file__).parent), tmp=str(killed))
+    proc = subprocess.Popen([sys.executable, "-c", script], env=env, stderr=subprocess.PIPE)
+    pred_dir = killed / "records" / "predictions"
+    deadline = time.monotonic() + 60
+    n = 0
+    while time.monotonic() < deadline and proc.poll() is None:
+        files = list(pred_dir.glob("*.jsonl")) if pred_dir.exists() else []
+        n = files[0].read_text().count("\n") if files else 0
+        if n >= 8:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, f"the run ended before it could be killed: {proc.stderr.read().decode()[-2000:]}"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    partial = read_predictions(next(pred_dir.glob("*.jsonl")))
+    assert 8 <= len(partial) < 40
+
+    resumed = _run(killed, ListDataset(n=40, fail={5}))
+    clean = _run(tmp_path / "clean", ListDataset(n=40, fail={5}))
+    ids = [json.loads(x)["i"] for x in resumed.predictions_path.read_text().splitlines()]
+    assert sorted(ids) == list(range(40))  # exactly one prediction per video
+    assert resumed.metrics == clean.metrics
+    assert resumed.failures == clean.failures
+
+
+_DIST_SCRIPT = textwrap.dedent(
+    """
+    import sys, json
+    sys.path.insert(0, {tests!r})
+    from test_evaluate import ListDataset, _run
+    from pathlib import Path
+    import torch.distributed as dist
+    res = _run(Path({tmp!r}), ListDataset(n=21, fail={{2}}))
+    if dist.get_rank() == 0:
+        print("RESULT", json.dumps(res.metrics), res.record_path is not None)
+    else:
+        print("OTHER", res.record_path is None)
+    dist.destroy_process_group()
+    """
+)
+
+
+@pytest.mark.slow
+def test_torchrun_two_ranks_shard_and_gather(tmp_path):
+    script = tmp_path / "dist_eval.py"
+    script.write_text(_DIST_SCRIPT.format(tests=str(Path(__file__).parent), tmp=str(tmp_path / "dist")))
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    out = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517", str(script)],
+        env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    line = next(x for x in out.stdout.splitlines() if x.startswith("RESULT"))
+    assert line.endswith("True") and "OTHER True" in out.stdout
+    dist_metrics = json.loads(line[len("RESULT "):-len(" True")])
+    single = _run(tmp_path / "single", ListDataset(n=21, fail={2}))
+    assert dist_metrics == single.metrics
+    pred_dir = tmp_path / "dist" / "records" / "predictions"
+    (final,) = pred_dir.glob("*.jsonl")  # rank part files were merged and removed
+    assert sorted(read_predictions(final)) == list(range(21))
+    assert len(load_records(tmp_path / "dist" / "records")) == 1
+
+
+def test_compare_with_published_uses_ci_and_tolerance():
+    entry = get_entry("i3d_r50_32x2x1_100e_kinetics400_rgb")  # published 72.68 / 90.78, tolerance 0.5
+    near = compare_with_published(entry, {"top1": 72.0, "top1_ci": [71.5, 72.5], "top5": 90.0, "top5_ci": [89.0, 90.1]})
+    assert near["top1"]["within"] and near["top1"]["delta"] == pytest.approx(-0.68)
+    assert not near["top5"]["within"]  # 90.78 > 90.1 + 0.5
+    far = compare_with_published(entry, {"top1": 71.0, "top1_ci": [70.5, 71.5]})
+    assert not far["top1"]["within"] and "top5" not in far
+    assert compare_with_published(get_entry(ENTRY), {"top1": 50.0}) == {}  # nothing published
+
+
+def test_views_override():
+    assert parse_views("10x3") == (10, 3) and parse_views("1X1") == (1, 1)
+    for bad in ("10", "10x2", "0x3", "ax3"):
+        with pytest.raises(ValueError, match="CLIPSxCROPS"):
+            parse_views(bad)
+    e = with_test_views(get_entry(ENTRY), "4x1")
+    assert (e.test.num_clips, e.test.crop, e.views_per_video) == (4, "center_crop", 4)
