@@ -184,6 +184,13 @@ def _append_rows(fh, rows: list[dict]) -> None:
     os.fsync(fh.fileno())
 
 
+def _write_all(path: Path, rows: dict[int, dict]) -> None:
+    """Replace ``path`` atomically with ``rows`` in index order."""
+    from .records import atomic_write_text
+
+    atomic_write_text(path, "".join(json.dumps(rows[i], separators=(",", ":")) + "\n" for i in sorted(rows)))
+
+
 def metrics_from_rows(rows: dict[int, dict], num_listed: int, seed: int = 0) -> dict:
     """Metrics (see :func:`i3dbench.metrics.accuracy_summary`) over the successful rows."""
     ok = [rows[i] for i in sorted(rows) if "error" not in rows[i]]
@@ -356,7 +363,8 @@ def evaluate(
 
     # What is done already: the final file and any rank part files (a previous sharded run).
     known: dict[int, dict] = {}
-    for p in sorted(out_dir.glob(f"{entry.name}-{key}*.jsonl")):
+    found = sorted(out_dir.glob(f"{entry.name}-{key}*.jsonl"))
+    for p in found:
         for i, row in read_predictions(p, repair=(p == my_path)).items():
             known.setdefault(i, row)
     num_listed = len(dataset)
@@ -376,15 +384,18 @@ def evaluate(
         for i, row in part.items():
             rows.setdefault(i, row)
 
+    parts = [p for p in found if p != final_path]
     if world > 1:
         import torch.distributed as dist
 
         if rank == 0:
-            from .records import atomic_write_text
-
-            atomic_write_text(final_path, "".join(json.dumps(rows[i], separators=(",", ":")) + "\n" for i in sorted(rows)))
+            _write_all(final_path, rows)
         dist.barrier()
         my_path.unlink(missing_ok=True)  # merged into the final file by rank 0
+    elif parts:  # a sharded run was continued by one process: merge its parts into one file
+        _write_all(final_path, rows)
+        for p in parts:
+            p.unlink(missing_ok=True)
 
     metrics = metrics_from_rows(rows, num_listed, seed=seed)
     failures = [{k: rows[i][k] for k in ("i", "video", "label", "error")} for i in sorted(rows) if "error" in rows[i]]

@@ -78,7 +78,9 @@ def _accuracy_checks(entry: ZooEntry, key, rec: dict, refs: dict, source: str) -
     return out
 
 
-def _speed_check(entry: ZooEntry, key, measured: Optional[float], ref: Optional[float], spread: float, source: str):
+def speed_check(entry: ZooEntry, key, measured: Optional[float], ref: Optional[float], spread: float, source: str):
+    """The speed rule of the module docstring as a :class:`Check` (None without both numbers);
+    ``key`` is the record key (entry, kind, device name, protocol)."""
     name, kind, device, protocol = key
     if not measured or not ref:
         return None
@@ -89,7 +91,8 @@ def _speed_check(entry: ZooEntry, key, measured: Optional[float], ref: Optional[
                  f">= x{1.0 - allowed:.3f} (spread {100 * spread:.1f}%)", status)
 
 
-def _memory_check(entry: ZooEntry, key, metric: str, measured, ref, source: str):
+def memory_check(entry: ZooEntry, key, metric: str, measured, ref, source: str):
+    """The memory rule of the module docstring as a :class:`Check` (None without both numbers)."""
     name, kind, device, protocol = key
     if not measured or not ref:
         return None
@@ -121,8 +124,8 @@ def judge_against_published(entries: dict[str, ZooEntry], newest: dict) -> list[
                                     rec["metrics"].get("video_per_s"), "", "", SKIPPED,
                                     "published speed/memory are GPU numbers under the published protocol"))
                 continue
-            c = _speed_check(entry, key, rec["metrics"].get("video_per_s"), p.video_per_s, _spread(rec), "published")
-            mc = _memory_check(entry, key, "train_memory_mb", rec["metrics"].get("train_memory_mb"), p.gpu_mem_mb, "published")
+            c = speed_check(entry, key, rec["metrics"].get("video_per_s"), p.video_per_s, _spread(rec), "published")
+            mc = memory_check(entry, key, "train_memory_mb", rec["metrics"].get("train_memory_mb"), p.gpu_mem_mb, "published")
             got = [x for x in (c, mc) if x is not None]
             checks += got or [Check(name, kind, device, protocol, "video_per_s", None, "published",
                                     rec["metrics"].get("video_per_s"), "", "", SKIPPED, "nothing published")]
@@ -145,9 +148,9 @@ def judge_against_baseline(entries: dict[str, ZooEntry], newest: dict, base: dic
             spread = math.hypot(_spread(rec), _spread(ref))
             m, r = rec["metrics"], ref["metrics"]
             for c in (
-                _speed_check(entry, key, m.get("video_per_s"), r.get("video_per_s"), spread, "baseline"),
-                _memory_check(entry, key, "train_memory_mb", m.get("train_memory_mb"), r.get("train_memory_mb"), "baseline"),
-                _memory_check(entry, key, "peak_memory_mb", m.get("peak_memory_mb"), r.get("peak_memory_mb"), "baseline"),
+                speed_check(entry, key, m.get("video_per_s"), r.get("video_per_s"), spread, "baseline"),
+                memory_check(entry, key, "train_memory_mb", m.get("train_memory_mb"), r.get("train_memory_mb"), "baseline"),
+                memory_check(entry, key, "peak_memory_mb", m.get("peak_memory_mb"), r.get("peak_memory_mb"), "baseline"),
             ):
                 if c is not None:
                     checks.append(c)
@@ -205,4 +208,4 @@ def report_gate(result: GateResult) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["run_gate", "report_gate", "GateResult", "Check", "NOISE_K", "MIN_SPEED_TOL"]
+__all__ = ["run_gate", "report_gate", "GateResult", "Check", "speed_check", "memory_check", "NOISE_K", "MIN_SPEED_TOL"]

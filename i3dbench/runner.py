@@ -15,7 +15,10 @@ Each step of each entry is independent: a failure is reported and the run goes o
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
+import hashlib
+import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -67,20 +70,33 @@ def smoke_data(entry: ZooEntry, split: str = "val") -> tuple[Path, Path]:
     return synthetic_paths(ensure_synthetic(), entry.data.format, entry.data.resolution, split)
 
 
-def smoke_checkpoint(entry: ZooEntry, train_if_missing: bool = True, device: Optional[str] = None) -> Path:
-    """The cached checkpoint of a smoke entry, trained first (with its recipe) if absent."""
-    work_dir = cache_root() / "smoke" / entry.name
-    ckpt = work_dir / "latest.pth"
-    if ckpt.exists():
-        return ckpt.resolve()
+def smoke_work_dir(entry: ZooEntry) -> Path:
+    """``$I3DBENCH_CACHE/smoke/<entry>/<hash of the entry's settings>``: editing the manifest
+    (recipe, architecture, data) gives a new folder, so a stale checkpoint is never reused."""
+    settings = dataclasses.asdict(entry)
+    settings.pop("notes", None)
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:10]
+    return cache_root() / "smoke" / entry.name / digest
+
+
+def smoke_checkpoint(entry: ZooEntry, train_if_missing: bool = True, device: Optional[str] = None,
+                     records_dir=None) -> Path:
+    """The cached checkpoint of a smoke entry, trained first (with its recipe) if absent;
+    training writes its ``train`` record under ``records_dir``."""
+    work_dir = smoke_work_dir(entry)
+    # train.py names the checkpoint of epoch N epoch_N.pth; only the last epoch's is finished
+    # (a run killed earlier leaves earlier ones, which train(resume="auto") continues from).
+    final = work_dir / f"epoch_{entry.recipe.epochs}.pth"
+    if final.exists():
+        return final.resolve()
     if not train_if_missing:
-        raise FileNotFoundError(f"no smoke checkpoint at {ckpt}: run `i3dbench train {entry.name} --work-dir {work_dir}`")
+        raise FileNotFoundError(f"no smoke checkpoint at {final}: run `i3dbench train {entry.name} --work-dir {work_dir}`")
     from .train import train
 
-    result = train(entry, None, None, work_dir, resume="auto", device=device, write_record_file=True)
-    if result.checkpoint is None:
-        raise RuntimeError(f"training {entry.name} wrote no checkpoint in {work_dir}")
-    return Path(result.checkpoint).resolve()
+    result = train(entry, None, None, work_dir, resume="auto", device=device, records_dir=records_dir)
+    if not final.exists():
+        raise RuntimeError(f"training {entry.name} ended without {final} ({result.epochs} epochs done)")
+    return final.resolve()
 
 
 def k400_copy() -> Optional[tuple[Path, Path, str]]:
@@ -119,10 +135,11 @@ def _measure(summary: RunSummary, entries: list[ZooEntry], device: str, records_
                     paths.append(p)
         return paths
     # Keep ~30 s for rendering and slack; the sweep itself skips (and records) what does not fit.
-    left = time_budget_s - (time.monotonic() - start) - 30.0
-    budget = max(60.0, left)
+    budget = max(0.0, time_budget_s - (time.monotonic() - start) - 30.0)
+    # Cheap smoke entries first, so a short budget still measures them.
+    ordered = sorted(entries, key=lambda e: e.dataset != "synthetic")
     return _attempt(summary, "bench (CPU sweep)",
-                    lambda: measure.measure_zoo_cpu(entries, budget_s=budget, records_dir=records_dir)) or []
+                    lambda: measure.measure_zoo_cpu(ordered, budget_s=budget, records_dir=records_dir)) or []
 
 
 def run_all(
@@ -153,7 +170,7 @@ def run_all(
 
     for name, entry in entries.items():
         if entry.dataset == "synthetic":
-            ckpt = _attempt(summary, f"train {name}", lambda: smoke_checkpoint(entry, train_missing, device))
+            ckpt = _attempt(summary, f"train {name}", lambda: smoke_checkpoint(entry, train_missing, device, records_dir))
             if ckpt is None:
                 continue
             data_root, ann = smoke_data(entry)

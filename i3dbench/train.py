@@ -643,7 +643,7 @@ def _train(entry, info, data_root, ann_file, work_dir, resume, val_ann_file, val
         if len(rngs) != info.world_size:
             log.text(f"resume: checkpoint has RNG states of {len(rngs)} ranks, this run has {info.world_size}; "
                      "ranks reuse them modulo, so the run continues but is not bitwise that of the original")
-        pass  # MUTATION
+        _set_rng_state(rngs[info.rank % len(rngs)])
         log.truncate_after(start_epoch)
 
     ddp_model = model

@@ -157,6 +157,20 @@ def test_resume_skips_done_videos_and_repairs_a_torn_line(tmp_path):
     assert _run(tmp_path, ListDataset(n=20, fail={4}, counter=calls)).metrics == full.metrics and not calls
 
 
+def test_single_process_continues_a_killed_sharded_run(tmp_path):
+    full = _run(tmp_path, ListDataset(n=12))
+    lines = full.predictions_path.read_text().splitlines(keepends=True)
+    # What two killed ranks would leave: their part files, no merged file.
+    full.predictions_path.unlink()
+    full.predictions_path.with_suffix(".rank0.jsonl").write_text("".join(lines[0:8:2]))
+    full.predictions_path.with_suffix(".rank1.jsonl").write_text("".join(lines[1:8:2]))
+    calls: list[int] = []
+    again = _run(tmp_path, ListDataset(n=12, counter=calls))
+    assert sorted(calls) == list(range(8, 12)) and again.metrics == full.metrics
+    assert sorted(read_predictions(again.predictions_path)) == list(range(12))
+    assert list(again.predictions_path.parent.glob("*.rank*.jsonl")) == []
+
+
 def test_corrupt_middle_line_names_file_and_line(tmp_path):
     p = tmp_path / "x.jsonl"
     p.write_text('{"i": 0, "label": 1, "top5": [1]}\nnot json\n{"i": 2}\n')
@@ -260,3 +274,46 @@ def test_views_override():
             parse_views(bad)
     e = with_test_views(get_entry(ENTRY), "4x1")
     assert (e.test.num_clips, e.test.crop, e.views_per_video) == (4, "center_crop", 4)
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+@pytest.fixture(scope="module")
+def tiny_videos(tmp_path_factory):
+    """6 real H.264 val videos of the synthetic generator, plus one corrupt file in the list."""
+    from i3dbench.data.synthetic import CLASSES, generate_synthetic, synthetic_paths
+
+    root = tmp_path_factory.mktemp("synthetic")
+    generate_synthetic(root, videos_per_class=1, val_videos_per_class=2, num_frames=20, sizes=("short256",),
+                       formats=("videos",), classes=CLASSES[:3], workers=1, progress=False)
+    data_root, ann = synthetic_paths(root, "videos", "short256", "val")
+    (data_root / "broken.mp4").write_bytes(b"not a video")
+    with open(ann, "a") as f:
+        f.write("broken.mp4 1\n")
+    return data_root, ann
+
+
+def test_cli_eval_end_to_end_with_real_modules(tiny_videos, tmp_path, capsys):
+    from i3dbench.checkpoints import file_sha256, save_checkpoint
+    from i3dbench.cli import main
+    from i3dbench.models import build_model
+
+    data_root, ann = tiny_videos
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(tmp_path / "tiny.pth", build_model(ENTRY))
+    args = ["eval", ENTRY, "--data-root", str(data_root), "--ann", str(ann), "--checkpoint", str(ckpt),
+            "--records", str(tmp_path / "records"), "--workers", "0"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "evaluated 6 of 7 (1 failed to decode)" in out
+    (rec,) = load_records(tmp_path / "records")
+    assert rec["conditions"]["checkpoint_sha256"] == file_sha256(ckpt)
+    assert rec["conditions"]["decoder"] == "decord" and rec["conditions"]["decoder_version"]
+    assert rec["extra"]["failures"][0]["video"] == "broken.mp4"
+    # The same command again resumes: nothing left to evaluate, same numbers, a second record.
+    assert main(args) == 0
+    recs = load_records(tmp_path / "records")
+    assert len(recs) == 2 and recs[0]["metrics"] == recs[1]["metrics"]
+    (pred,) = (tmp_path / "records" / "predictions").glob("*.jsonl")
+    assert len(pred.read_text().splitlines()) == 7

@@ -95,7 +95,7 @@ def test_every_zoo_entry_maps_to_a_golden_architecture():
 def test_entry_loads_mmaction_checkpoint_strictly_and_matches_logits(name, mmaction_checkpoint):
     path = golden_for(ZOO[name].arch)
     g = golden(path)
-    model = build_model(name)
+    model = build_model(ZOO[name])  # an entry (a name works too, at the cost of re-reading the zoo)
     assert isinstance(model, Recognizer3D)
     arch = ZOO[name].arch
     assert model.cls_head.in_channels == model.backbone.feat_dim == arch.base_channels * 8 * 4
@@ -135,7 +135,7 @@ def test_parity_check_detects_a_wrong_non_local_mode(mmaction_checkpoint):
 
 def test_strict_load_of_plain_checkpoint_into_non_local_model_lists_keys(mmaction_checkpoint):
     plain = golden_for(ZOO["i3d_r50_32x2x1_100e_kinetics400_rgb"].arch)
-    model = build_model("i3d_nl_gaussian_r50_32x2x1_100e_kinetics400_rgb")
+    model = build_model("i3d_nl_gaussian_r50_32x2x1_100e_kinetics400_rgb")  # by name
     with pytest.raises(CheckpointError) as err:
         load_checkpoint(model, mmaction_checkpoint(plain), strict=True)
     assert "backbone.layer2.1.non_local_block.g.0.conv.weight" in str(err.value)
@@ -241,7 +241,7 @@ def test_params_and_flops_reproduce_the_metafile(name):
 
 
 def test_meta_device_count_equals_real_forward_count():
-    model = build_model("i3d_nl_gaussian_r50_32x2x1_100e_kinetics400_rgb")
+    model = model_of(ZOO["i3d_nl_gaussian_r50_32x2x1_100e_kinetics400_rgb"].arch)
     shape = (1, 3, 8, 32, 32)
     assert count_params_macs(model, shape, on_meta=False) == count_params_macs(model, shape)
     # the caller's model is untouched by the meta copy

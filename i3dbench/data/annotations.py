@@ -20,20 +20,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = [
+    "VIDEO_EXTENSIONS",
     "AnnotationError",
-    "VideoRecord",
-    "K400Row",
     "ConversionReport",
-    "read_video_list",
-    "read_rawframe_list",
-    "read_annotation_list",
-    "write_video_list",
-    "read_k400_csv",
+    "K400Row",
+    "VideoRecord",
+    "csv_to_video_list",
     "k400_class_names",
     "load_label_map",
+    "read_annotation_list",
+    "read_k400_csv",
+    "read_rawframe_list",
+    "read_video_list",
     "write_label_map",
-    "csv_to_video_list",
-    "VIDEO_EXTENSIONS",
+    "write_video_list",
 ]
 
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".flv")
@@ -202,12 +202,10 @@ def read_k400_csv(path, errors: list | None = None) -> list[K400Row]:
     AnnotationError (file, line, what) or is appended to ``errors`` when a list is given.
     """
     path = Path(path)
-    try:
-        fh = open(path, newline="", encoding="utf-8")
-    except FileNotFoundError:
-        raise AnnotationError(path, 0, "CSV file not found") from None
+    if not path.is_file():
+        raise AnnotationError(path, 0, "CSV file not found")
     rows = []
-    with fh:
+    with open(path, newline="", encoding="utf-8") as fh:
         reader = csv.reader(fh)
         header = next(reader, None)
         if header is None:
@@ -224,18 +222,18 @@ def read_k400_csv(path, errors: list | None = None) -> list[K400Row]:
             try:
                 if len(fields) != len(header):
                     raise ValueError(f"expected {len(header)} fields as the header {header}, got {len(fields)}")
-                get = lambda name: fields[col[name]].strip()  # noqa: E731
-                label, yid = get("label"), get("youtube_id")
+                values = {name: fields[i].strip() for name, i in col.items()}
+                label, yid = values["label"], values["youtube_id"]
                 if not label:
                     raise ValueError("empty label")
                 if not yid:
                     raise ValueError("empty youtube_id")
-                start = _parse_time(get("time_start"), "time_start")
-                end = _parse_time(get("time_end"), "time_end")
+                start = _parse_time(values["time_start"], "time_start")
+                end = _parse_time(values["time_end"], "time_end")
                 if end <= start:
                     raise ValueError(f"time_end {end} is not after time_start {start}")
-                is_cc = _parse_int(get("is_cc"), "is_cc") if "is_cc" in col and get("is_cc") else None
-                rows.append(K400Row(label, yid, start, end, get("split"), is_cc, lineno))
+                is_cc = _parse_int(values["is_cc"], "is_cc") if "is_cc" in col and values["is_cc"] else None
+                rows.append(K400Row(label, yid, start, end, values["split"], is_cc, lineno))
             except ValueError as e:
                 err = AnnotationError(path, lineno, str(e))
                 if errors is None:

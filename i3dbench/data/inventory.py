@@ -29,7 +29,7 @@ import numpy as np
 
 from .annotations import AnnotationError, VideoRecord, read_annotation_list
 
-__all__ = ["VideoCheck", "InventoryReport", "check_dataset", "check_video", "dataset_fingerprint", "PROBLEM_STATUSES"]
+__all__ = ["PROBLEM_STATUSES", "InventoryReport", "VideoCheck", "check_dataset", "check_video", "dataset_fingerprint"]
 
 PROBLEM_STATUSES = ("missing", "unreadable", "zero_frames", "too_short", "count_mismatch")
 
@@ -87,7 +87,7 @@ def check_video(root: Path, record: VideoRecord, format: str, decoder, clip_span
         if format == "videos":
             return _check_file(root, record, decoder, clip_span)
         return _check_frame_dir(root, record, decoder, clip_span)
-    except Exception as e:  # a decoder or file-system surprise is a finding, not a crash
+    except Exception as e:  # noqa: BLE001 - a decoder or file-system surprise is a finding, not a crash
         return VideoCheck(record.path, record.label, "unreadable", f"{type(e).__name__}: {e}")
 
 

@@ -34,24 +34,24 @@ import os
 import shutil
 import string
 import tempfile
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 __all__ = [
-    "GENERATOR_VERSION",
     "CLASSES",
-    "SIZES",
     "FORMATS",
+    "GENERATOR_VERSION",
+    "SIZES",
     "VideoSpec",
-    "render_video",
-    "generate_synthetic",
-    "synthetic_paths",
-    "ensure_synthetic",
     "default_synthetic_root",
+    "ensure_synthetic",
+    "generate_synthetic",
+    "render_video",
+    "synthetic_paths",
 ]
 
 # Bump whenever rendering or encoding changes: ensure_synthetic() regenerates on a mismatch.
@@ -87,14 +87,14 @@ SHAPES = ("rectangle", "ellipse", "triangle", "ell")
 H264_OPTIONS = {"crf": "18", "preset": "veryfast", "x264-params": "keyint=25:min-keyint=25:scenecut=0:threads=1"}
 JPEG_QUALITY = 90
 
-DEFAULTS = dict(
-    seed=0,
-    videos_per_class=32,
-    val_videos_per_class=8,
-    num_frames=40,
-    sizes=("short256", "340x256"),
-    formats=FORMATS,
-)
+DEFAULTS = {
+    "seed": 0,
+    "videos_per_class": 32,
+    "val_videos_per_class": 8,
+    "num_frames": 40,
+    "sizes": ("short256", "340x256"),
+    "formats": FORMATS,
+}
 
 
 @dataclass
@@ -229,7 +229,7 @@ def _background(spec: VideoSpec, width: int, height: int) -> np.ndarray:
     out = np.broadcast_to(base.astype(np.float32), (height, width, 3)).copy()
     # Two octaves of value noise; grids are in world cells so every output size shows the same scene.
     for gh, amp in ((4, 35.0), (12, 14.0)):
-        gw = int(round(gh * WORLD_W)) + 1
+        gw = round(gh * WORLD_W) + 1
         grid = rng.uniform(-1, 1, (gh + 1, gw, 3)).astype(np.float32) * np.float32(amp)
         out += _lerp_axis(_lerp_axis(grid, height, 0), width, 1)
     return out
@@ -319,7 +319,7 @@ def write_h264(path: str | os.PathLike, frames: np.ndarray, fps: int = FPS) -> N
     """Encode uint8 RGB frames (T x H x W x 3, even W and H) as H.264 yuv420p mp4 with libx264."""
     import av
 
-    t, h, w, _ = frames.shape
+    _, h, w, _ = frames.shape
     with av.open(str(path), mode="w", format="mp4") as container:
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"

@@ -185,25 +185,20 @@ def normalize(views_uint8: torch.Tensor, mean: Sequence[float], std: Sequence[fl
     """``(x - mean) / std`` per channel in float32 on ``device`` (default: where the views are).
 
     ``views_uint8``: ``... x 3 x T x H x W``. Bitwise equal to MMAction2's
-    ActionDataPreprocessor. Moving uint8 to the device first transfers 4x fewer bytes; on the
-    CPU the work goes one channel of one view at a time, so each block is converted, shifted
-    and scaled while it is still in cache (3-7x faster than whole-tensor ops, same bits).
+    ActionDataPreprocessor, about 3x faster on the CPU: it converts to float first and then
+    works in place, where ``uint8 - float`` broadcasting converts element by element. Moving
+    uint8 to the device first transfers 4x fewer bytes.
     """
     x = views_uint8 if device is None else views_uint8.to(device, non_blocking=True)
-    if x.shape[-4] != len(mean) or len(mean) != len(std):
-        raise ValueError(f"normalize: views have {x.shape[-4]} channels at dim -4, mean/std have {len(mean)}/{len(std)}")
-    if x.device.type != "cpu":
-        shape = (len(mean), 1, 1, 1)
-        m = torch.tensor(mean, dtype=torch.float32, device=x.device).view(shape)
-        s = torch.tensor(std, dtype=torch.float32, device=x.device).view(shape)
-        return (x.float() - m) / s
-    out = torch.empty(x.shape, dtype=torch.float32)
-    src = x.reshape(-1, len(mean), x.shape[-3:].numel())
-    dst = out.view(src.shape)
-    for i in range(src.shape[0]):  # blocks of T*H*W values: a cache-blocking loop, not per pixel
-        for c, (m, s) in enumerate(zip(mean, std)):
-            dst[i, c].copy_(src[i, c]).sub_(float(m)).div_(float(s))
-    return out
+    if x.ndim < 4 or x.shape[-4] != len(mean) or len(mean) != len(std):
+        raise ValueError(f"normalize: views of shape {tuple(x.shape)} need {len(mean)} channels at dim -4 "
+                         f"(... x 3 x T x H x W); mean/std have {len(mean)}/{len(std)}")
+    shape = (len(mean), 1, 1, 1)
+    m = torch.tensor(mean, dtype=torch.float32, device=x.device).view(shape)
+    s = torch.tensor(std, dtype=torch.float32, device=x.device).view(shape)
+    # whole-tensor ops: per-block loops were no faster on one thread and several times slower
+    # with intra-op threads on a loaded machine (one barrier per block)
+    return x.to(torch.float32).sub_(m).div_(s)
 
 
 # --------------------------------------------------------------------------- pipelines

@@ -21,6 +21,19 @@ def _triple(v: int | tuple[int, ...]) -> Triple:
     return tuple(int(x) for x in v)  # type: ignore[return-value]
 
 
+class Conv3d(nn.Conv3d):
+    """``nn.Conv3d`` whose own init is mmcv ConvModule's: Kaiming-normal (fan_out, ReLU), zero bias.
+
+    Overriding ``reset_parameters`` (which ``nn.Conv3d.__init__`` calls) makes construction
+    initialise each weight once, instead of PyTorch's default init followed by ours.
+    """
+
+    def reset_parameters(self) -> None:
+        nn.init.kaiming_normal_(self.weight, mode="fan_out", nonlinearity="relu")
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
+
+
 class ConvBNAct(nn.Module):
     """``Conv3d -> [BatchNorm3d] -> [ReLU]``.
 
@@ -40,7 +53,7 @@ class ConvBNAct(nn.Module):
         act: bool = True,
     ) -> None:
         super().__init__()
-        self.conv = nn.Conv3d(
+        self.conv = Conv3d(
             in_channels,
             out_channels,
             _triple(kernel_size),
@@ -51,6 +64,12 @@ class ConvBNAct(nn.Module):
         self.bn = nn.BatchNorm3d(out_channels) if norm else None
         # In-place ReLU: the conv/BN output is a fresh tensor nobody else holds.
         self.act = nn.ReLU(inplace=True) if act else None
+
+    def reset_parameters(self) -> None:
+        """mmcv ConvModule's init: Kaiming-normal (fan_out, ReLU) conv, zero bias, BN 1 / 0, fresh statistics."""
+        self.conv.reset_parameters()
+        if self.bn is not None:
+            self.bn.reset_parameters()  # weight 1, bias 0, running mean 0 / var 1, counter 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv(x)

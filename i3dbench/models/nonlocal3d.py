@@ -59,6 +59,7 @@ class NonLocal3d(nn.Module):
 
     def reset_parameters(self, std: float = 0.01) -> None:
         """mmcv's init: normal(std) for g/theta/phi, zero BN on the output (block = identity)."""
+        self.conv_out.reset_parameters()  # Kaiming conv (as mmcv ConvModule), fresh BN statistics
         convs = [self.g, self.theta, self.phi] if self.mode != "gaussian" else [self.g]
         for m in convs:
             conv = m[0].conv if isinstance(m, nn.Sequential) else m.conv

@@ -22,6 +22,11 @@ class Recognizer3D(nn.Module):
         self.backbone = backbone
         self.cls_head = cls_head
 
+    def reset_parameters(self) -> None:
+        """MMAction2's init of the whole model (see ResNet3d / I3DHead.reset_parameters)."""
+        self.backbone.reset_parameters()
+        self.cls_head.reset_parameters()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 5 or x.shape[1] != 3:
             raise ValueError(

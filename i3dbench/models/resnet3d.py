@@ -161,8 +161,7 @@ class ResNet3d(nn.Module):
             inplanes = planes * block.expansion
             self.add_module(f"layer{i + 1}", layer)
             self.res_layers.append(f"layer{i + 1}")
-        self.feat_dim = inplanes
-        self.reset_parameters()
+        self.feat_dim = inplanes  # every submodule initialised itself (see reset_parameters)
 
     @staticmethod
     def _make_layer(block, inplanes, planes, spatial_stride, inflate_flags, nl_flags, non_local_mode) -> nn.Sequential:
@@ -187,22 +186,16 @@ class ResNet3d(nn.Module):
         return nn.Sequential(*blocks)
 
     def reset_parameters(self) -> None:
-        """MMAction2's from-scratch init: Kaiming-normal (fan_out, ReLU) convs, BN weight 1 / bias 0.
+        """MMAction2's from-scratch init of every parameter and buffer.
 
-        Non-local blocks keep mmcv's own init (small normal g/theta/phi, zero output BN, so a
+        Convs Kaiming-normal (fan_out, ReLU), BN weight 1 / bias 0 with fresh statistics.
+        Non-local blocks get mmcv's own init (small normal g/theta/phi, zero output BN, so a
         fresh block is the identity), which is what they have in MMAction2's training recipe,
         where the backbone is inflated from ImageNet weights and the non-local blocks are not.
         """
-        for name, m in self.named_modules():
-            if "non_local_block" in name:
-                continue
-            if isinstance(m, nn.Conv3d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm3d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        for m in self.modules():
+            if isinstance(m, ConvBNAct):
+                m.reset_parameters()
         for m in self.modules():
             if isinstance(m, NonLocal3d):
                 m.reset_parameters()

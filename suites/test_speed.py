@@ -1,0 +1,272 @@
+"""Model speed side by side: MMAction2 1.2.0 fp32 vs i3dbench fp32 vs i3dbench fast, and agreement.
+
+    pytest suites/ --benchmark -k speed -s [--benchmark-json results/perf/speed.json]
+
+One view of 1 x 3 x 32 x 256 x 256 (the plain I3D R50 entry's test view; issue 7 goal 1)
+through backbone + head, with the same random weights in both libraries (MMAction2's model
+is built from its own config; its state_dict is loaded strictly into ours; BN statistics are
+randomised so folding has work to do). Variants:
+
+* ``mmaction2 fp32``  — MMAction2's modules, eager, ``no_grad`` (how its test loop runs them)
+* ``i3dbench fp32``   — our model, same settings
+* ``i3dbench fast``   — :mod:`i3dbench.fastpath`, configuration autotuned on this device
+                         (here: bf16 weights + channels_last_3d + conv-BN folding, inference_mode)
+* ``i3dbench fast+compile`` — the same, torch.compile'd (inductor, weights frozen / pre-packed)
+
+The machine may be shared, so timings are interleaved: each round runs every variant once,
+in a rotating order, and the ratio is taken per round (MMAction2 time / variant time) and
+then the median over rounds. pytest-benchmark times the whole round; the per-variant times,
+ratios and agreement go to its ``extra_info`` (and so into ``--benchmark-json``), and to
+``<results-dir>/perf/speed_vs_mmaction2.json``.
+
+Agreement: on the synthetic val set (the entry's val pipeline: 1 clip, centre crop 224), the
+fast variants' argmax vs our fp32's, and top-1 against the labels (random weights: the top-1
+itself is at chance; the goal is that it does not move). MMAction2 fp32 vs ours fp32 is
+checked on the timing view. ``test_speed_summary`` prints one table with the model ratios
+and, when ``test_pipeline_speed`` ran in the same session, the data pipeline's ratio.
+
+Environment: ``I3DBENCH_SPEED_ROUNDS`` (default 7), ``I3DBENCH_AGREE_VIDEOS`` (default: all
+64 synthetic val videos), ``I3DBENCH_SPEED_COMPILE=0`` to leave out the compiled variant.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+ENTRY = "i3d_r50_32x2x1_100e_kinetics400_rgb"
+MM_CONFIG = "recognition/i3d/i3d_imagenet-pretrained-r50_8xb8-32x2x1-100e_kinetics400-rgb.py"
+VIEW = (1, 3, 32, 256, 256)
+ROUNDS = int(os.environ.get("I3DBENCH_SPEED_ROUNDS", "7"))
+WITH_COMPILE = os.environ.get("I3DBENCH_SPEED_COMPILE", "1") != "0"
+GOAL_RATIO, GOAL_AGREEMENT, GOAL_TOP1_PTS = 3.0, 99.5, 0.3
+_RESULTS: dict = {}  # filled by the tests below, printed by test_speed_summary
+
+
+def _heavy(request) -> None:
+    if not request.config.getoption("--benchmark", default=False):
+        pytest.skip("speed benchmark: run with --benchmark")
+
+
+def _mmaction_model_or_skip():
+    try:
+        import mmaction
+        from mmaction.registry import MODELS
+        from mmaction.utils import register_all_modules
+        from mmengine.config import Config
+    except Exception as err:  # ImportError, or a broken install
+        pytest.skip(f"MMAction2 is not importable ({type(err).__name__}: {err}); it is the reference to compare against")
+    register_all_modules()
+    cfg = Config.fromfile(str(Path(mmaction.__file__).parent / ".mim" / "configs" / MM_CONFIG))
+    cfg.model.backbone.pretrained = None  # random weights, as MMAction2's benchmark.py
+    return MODELS.build(cfg.model).eval()
+
+
+def _randomise_bn(model: torch.nn.Module, seed: int = 0) -> None:
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm3d):
+            n = m.num_features
+            m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
+            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
+            m.bias.data.copy_(torch.randn(n, generator=g) * 0.1)
+
+
+@pytest.fixture(scope="module")
+def twin_models(request, device):
+    """(MMAction2 model, our model) holding the same random weights, on ``device``."""
+    _heavy(request)
+    torch.manual_seed(0)
+    mm = _mmaction_model_or_skip()
+    _randomise_bn(mm)
+    from i3dbench.models import build_model
+
+    ours = build_model(ENTRY).eval()
+    state = {k: v for k, v in mm.state_dict().items() if k.startswith(("backbone.", "cls_head."))}
+    ours.load_state_dict(state, strict=True)
+    return mm.to(device), ours.to(device)
+
+
+@pytest.fixture(scope="module")
+def variants(twin_models, device):
+    """name -> (callable on a normalised float view batch, setup seconds), same output (logits)."""
+    from i3dbench import fastpath
+
+    mm, ours = twin_models
+    dev = torch.device(device)
+    sample = torch.randint(0, 256, VIEW, dtype=torch.uint8, device=dev)
+    if dev.type == "cpu":
+        cfg, tuned = fastpath.autotune(ours, sample, fastpath.cpu_candidates())
+    else:
+        cfg, tuned = fastpath.default_fast_config(dev, compile=False), {}
+    out = {
+        "mmaction2 fp32": (lambda x: _no_grad(lambda: mm.cls_head(mm.backbone(x)))),
+        "i3dbench fp32": (lambda x: _no_grad(lambda: ours(x))),
+    }
+    fast = fastpath.prepare_model(ours, dev, cfg)
+    out["i3dbench fast"] = fast
+    info = {"fast_config": fastpath.config_label(cfg), "autotune_s": tuned, "compile_s": None}
+    if WITH_COMPILE:
+        compiled = fastpath.prepare_model(ours, dev, cfg.replace(compile=True))
+        t0 = time.perf_counter()
+        compiled(torch.randn(VIEW, device=dev))  # compiles (~25 s on 2 CPU cores)
+        info["compile_s"] = round(time.perf_counter() - t0, 1)
+        if compiled.compiled:
+            out["i3dbench fast+compile"] = compiled
+        else:
+            info["compile_error"] = compiled.compile_error
+    return out, info
+
+
+def _no_grad(fn):
+    with torch.no_grad():
+        return fn()
+
+
+def _sync(device):
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def test_speed_model_vs_mmaction(benchmark, request, capsys, variants, device):
+    """Interleaved rounds of every variant on one 1x3x32x256x256 view; ratios vs MMAction2 fp32."""
+    fns, info = variants
+    x = torch.randn(VIEW, generator=torch.Generator().manual_seed(1)).to(device)
+    names = list(fns)
+    for name in names:  # warm-up: kernel creation, allocator, page faults
+        fns[name](x)
+        fns[name](x)
+    times: dict[str, list[float]] = {n: [] for n in names}
+    state = {"round": 0}
+
+    def one_round():
+        r = state["round"]
+        state["round"] += 1
+        for name in names[r % len(names):] + names[: r % len(names)]:  # rotate who goes first
+            _sync(device)
+            t0 = time.perf_counter()
+            fns[name](x)
+            _sync(device)
+            times[name].append(time.perf_counter() - t0)
+
+    benchmark.pedantic(one_round, rounds=ROUNDS, iterations=1, warmup_rounds=0)
+
+    ref = times["mmaction2 fp32"]
+    rows = {}
+    for name in names:
+        per_round = [a / b for a, b in zip(ref, times[name])]
+        rows[name] = {
+            "median_s": statistics.median(times[name]),
+            "min_s": min(times[name]),
+            "stdev_s": statistics.stdev(times[name]) if len(times[name]) > 1 else 0.0,
+            "times_s": [round(t, 5) for t in times[name]],
+            "ratio_median_of_rounds": statistics.median(per_round),
+            "ratio_of_mins": min(ref) / min(times[name]),
+        }
+    with torch.no_grad():
+        mm_out, our_out = fns["mmaction2 fp32"](x), fns["i3dbench fp32"](x)
+    same = (our_out - mm_out).abs().max().item()
+    _RESULTS["model"] = {"rows": rows, "info": info, "rounds": ROUNDS, "threads": torch.get_num_threads(),
+                         "device": device, "mmaction_vs_ours_fp32_max_abs_diff": same,
+                         "logit_scale": mm_out.abs().max().item()}
+    benchmark.extra_info.update(entry=ENTRY, view=list(VIEW), threads=torch.get_num_threads(), **info,
+                                variants={k: {kk: vv for kk, vv in v.items()} for k, v in rows.items()},
+                                mmaction_vs_ours_fp32_max_abs_diff=same)
+    with capsys.disabled():
+        print("\n" + _model_table(rows, info))
+    assert torch.allclose(our_out, mm_out, rtol=1e-4, atol=1e-4 * mm_out.abs().max().item()), same
+
+
+def _model_table(rows: dict, info: dict) -> str:
+    from tabulate import tabulate
+
+    table = [[n, f"{1000 * r['median_s']:.0f}", f"{1000 * r['min_s']:.0f}", f"{r['ratio_median_of_rounds']:.2f}x",
+              f"{r['ratio_of_mins']:.2f}x"] for n, r in rows.items()]
+    head = (f"[model speed] one 1x3x32x256x256 view, {ROUNDS} interleaved rounds, {torch.get_num_threads()} threads; "
+            f"fast = {info['fast_config']}" + (f", compile took {info['compile_s']} s" if info.get("compile_s") else ""))
+    return head + "\n" + tabulate(table, headers=["variant", "median ms", "min ms", "vs MMAction2 (median of rounds)",
+                                                  "vs MMAction2 (mins)"], tablefmt="github")
+
+
+def test_speed_fast_path_agreement(request, capsys, twin_models, variants, device):
+    """Argmax agreement and top-1 of the fast variants vs our fp32 on the synthetic val set."""
+    from i3dbench.data import synthetic
+    from i3dbench.data.dataset import build_dataset
+    from i3dbench.zoo import get_entry
+
+    _, ours = twin_models
+    fns, _ = variants
+    entry = get_entry(ENTRY)
+    root = synthetic.ensure_synthetic(progress=False)
+    data_root, ann = synthetic.synthetic_paths(root, entry.data.format, entry.data.resolution, "val")
+    ds = build_dataset(entry, "val", data_root, ann, normalize=True)
+    n = min(len(ds), int(os.environ.get("I3DBENCH_AGREE_VIDEOS", len(ds))))
+    labels, preds = [], {name: [] for name in fns if name != "mmaction2 fp32"}
+    from tqdm import tqdm
+
+    for i in tqdm(range(n), desc="agreement (synthetic val)", leave=False):
+        views, label, _ = ds[i]
+        labels.append(int(label))
+        for name in preds:
+            preds[name].append(fns[name](views.to(device)).float().mean(0).argmax().item())
+    labels_t = torch.tensor(labels)
+    ref = torch.tensor(preds["i3dbench fp32"])
+    top1_ref = 100.0 * (ref == labels_t).float().mean().item()
+    res = {"videos": n, "distinct_fp32_predictions": int(ref.unique().numel()), "top1_fp32": top1_ref, "variants": {}}
+    for name, p in preds.items():
+        if name == "i3dbench fp32":
+            continue
+        p = torch.tensor(p)
+        top1 = 100.0 * (p == labels_t).float().mean().item()
+        res["variants"][name] = {"argmax_agreement_pct": 100.0 * (p == ref).float().mean().item(),
+                                 "top1": top1, "top1_delta_pts": top1 - top1_ref}
+    _RESULTS["agreement"] = res
+    with capsys.disabled():
+        print(f"\n[agreement] {n} synthetic val videos (1 view, 224), random weights: fp32 predicts "
+              f"{res['distinct_fp32_predictions']} distinct classes, top-1 {top1_ref:.2f}%")
+        for name, v in res["variants"].items():
+            print(f"  {name}: argmax agreement {v['argmax_agreement_pct']:.2f}% (goal >= {GOAL_AGREEMENT}%), "
+                  f"top-1 {v['top1']:.2f}% (delta {v['top1_delta_pts']:+.2f} pts, goal within {GOAL_TOP1_PTS})")
+    for name, v in res["variants"].items():
+        assert v["argmax_agreement_pct"] >= GOAL_AGREEMENT, (name, v)
+        assert abs(v["top1_delta_pts"]) <= GOAL_TOP1_PTS, (name, v)
+
+
+def test_speed_summary(request, capsys):
+    """One table: model-only ratios (above) and the pipeline ratio if test_pipeline_speed ran."""
+    _heavy(request)
+    if "model" not in _RESULTS:
+        pytest.skip("the model speed test did not run (MMAction2 missing?)")
+    from tabulate import tabulate
+
+    rows = []
+    agree = _RESULTS.get("agreement", {}).get("variants", {})
+    for name, r in _RESULTS["model"]["rows"].items():
+        if name == "mmaction2 fp32":
+            continue
+        a = agree.get(name, {})
+        rows.append(["model (1 view 32x256x256)", name, f"{r['ratio_median_of_rounds']:.2f}x",
+                     f"{a['argmax_agreement_pct']:.2f}%" if a else ("exact fp32" if name == "i3dbench fp32" else "-"),
+                     f"{a['top1_delta_pts']:+.2f}" if a else "-"])
+    for b in getattr(getattr(request.config, "_benchmarksession", None), "benchmarks", []) or []:
+        x = getattr(b, "extra_info", {}) or {}
+        if "ratio_vs_mmaction" in x:
+            rows.append([f"pipeline ({x.get('videos')}, normalise={x.get('normalise')})", "i3dbench test pipeline",
+                         f"{x['ratio_vs_mmaction']:.2f}x", "pixel-identical", "-"])
+    table = tabulate(rows, headers=["what", "i3dbench variant", "speed vs MMAction2 fp32", "argmax agreement",
+                                    "top-1 delta (pts)"], tablefmt="github")
+    with capsys.disabled():
+        print("\n[speed summary vs MMAction2 1.2.0]\n" + table)
+    out = Path(request.config.getoption("--results-dir", default="results")) / "perf"
+    out.mkdir(parents=True, exist_ok=True)
+    from i3dbench.records import atomic_write_text
+
+    atomic_write_text(out / "speed_vs_mmaction2.json", json.dumps(_RESULTS, indent=2, sort_keys=True) + "\n")
+    atomic_write_text(out / "speed_vs_mmaction2.md", table + "\n")
