@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from mmaction.evaluation import mean_class_accuracy, top_k_accuracy
 from mmaction.models.heads import I3DHead
 

@@ -187,7 +187,7 @@ def save_like_mmengine_runner(model, path: Path) -> None:
         cfg=ConfigDict(model=dict(type="Recognizer3D", backbone=dict(type="ResNet3d", depth=50))),
         seed=np.int64(0),
         experiment_name="golden",
-        time=time.strftime("%Y%m%d_%H%M%S"),
+        time="20240601_000000",  # fixed, so that rerunning the script rewrites identical bytes
         mmengine_version=mmengine.__version__,
         epoch=1,
         iter=3,

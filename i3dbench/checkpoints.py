@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import collections
+import glob
 import hashlib
 import http.client
 import os
@@ -31,6 +32,7 @@ import time
 import urllib.error
 import urllib.request
 import warnings
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional
@@ -115,6 +117,7 @@ def download(url: str, sha256: Optional[str] = None, cache_dir: str | Path | Non
         except CheckpointError:
             target.unlink(missing_ok=True)  # corrupted cache entry: fetch again
 
+    _remove_stale_parts(target_dir, name)
     if expected is None:
         warnings.warn(f"no sha256 known for {url} (none given, none in the file name): the download is not verified")
 
@@ -131,6 +134,18 @@ def download(url: str, sha256: Optional[str] = None, cache_dir: str | Path | Non
         tmp.unlink(missing_ok=True)  # never leave a partial file behind (Ctrl-C included)
         raise
     return target
+
+
+def _remove_stale_parts(directory: Path, name: str, max_age_s: float = 86400.0) -> None:
+    # Temp files of downloads killed with SIGKILL: never trusted, only taking space. A day
+    # old means no live download still writes them.
+    now = time.time()
+    for part in directory.glob(f".{glob.escape(name)}.*.part"):
+        try:
+            if now - part.stat().st_mtime > max_age_s:
+                part.unlink()
+        except OSError:
+            pass
 
 
 def _fetch(url: str, out, *, progress: bool, timeout: float) -> None:
@@ -185,10 +200,26 @@ class StrippedObject:
     def __repr__(self) -> str:
         return f"<stripped {self.qualname}>"
 
+    def __reduce__(self):
+        # Pickled again (e.g. meta copied into a new checkpoint), it becomes its repr string.
+        return (str, (repr(self),))
+
 
 def _stripped_class(module: str, name: str) -> type:
     # A fresh subclass per name, so repr() and isinstance checks can tell them apart.
-    return type(f"Stripped[{module}.{name}]", (StrippedObject,), {"qualname": f"{module}.{name}", "__reduce__": None})
+    return type(f"Stripped[{module}.{name}]", (StrippedObject,), {"qualname": f"{module}.{name}"})
+
+
+def _plain(obj: Any) -> Any:
+    """``obj`` with every StrippedObject inside dicts / lists / tuples replaced by its repr."""
+    if isinstance(obj, StrippedObject):
+        return repr(obj)
+    if isinstance(obj, dict):
+        out = {k: _plain(v) for k, v in obj.items()}
+        return collections.OrderedDict(out) if isinstance(obj, collections.OrderedDict) else out
+    if isinstance(obj, (list, tuple)) and not hasattr(obj, "_fields"):
+        return type(obj)(_plain(v) for v in obj)
+    return obj
 
 
 def _allowed_globals() -> dict[tuple[str, str], Any]:
@@ -261,15 +292,18 @@ class CheckpointFile:
 
 
 def _torch_load(path: Path) -> tuple[Any, str, list[str]]:
+    # Zip-format files (torch >= 1.6) are memory-mapped: tensors are read straight from the
+    # page cache into the model instead of through a second in-memory copy.
+    mmap = zipfile.is_zipfile(path)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True), "weights_only", []
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap), "weights_only", []
     except pickle.UnpicklingError:
         pass  # non-tensor objects in the metadata: read again with the restricted unpickler
     except Exception as err:  # noqa: BLE001 - anything else means the file itself is broken
         raise CheckpointError(f"cannot read checkpoint {path}: {err}") from None
     module = _RestrictedPickleModule()
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=False, pickle_module=module)
+        obj = torch.load(path, map_location="cpu", weights_only=False, pickle_module=module, mmap=mmap)
     except Exception as err:  # noqa: BLE001
         raise CheckpointError(f"cannot read checkpoint {path}: {err}") from None
     return obj, "restricted", sorted(module.stripped)
@@ -394,10 +428,11 @@ def save_checkpoint(path: str | Path, model: nn.Module | Mapping[str, torch.Tens
     path.parent.mkdir(parents=True, exist_ok=True)
     sd = _unwrap(model).state_dict() if isinstance(model, nn.Module) else model
     state_dict = collections.OrderedDict((k, v.detach().cpu()) for k, v in sd.items())
-    meta = dict(meta or {})
+    # A meta read from another checkpoint may hold StrippedObjects: store their repr instead.
+    meta = _plain(dict(meta or {}))
     meta.setdefault("time", time.strftime("%Y-%m-%d %H:%M:%S"))
     meta.setdefault("i3dbench_version", __version__)
-    payload = {"meta": meta, "state_dict": state_dict, **(extra or {})}
+    payload = {"meta": meta, "state_dict": state_dict, **_plain(dict(extra or {}))}
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -473,13 +508,19 @@ def inflate_2d_to_3d(model: nn.Module, state_dict_2d: Mapping[str, torch.Tensor]
             used.add(f"{conv2d}.weight")
         if unit.bn is None:
             continue
-        for leaf, tensor in list(unit.bn.named_parameters()) + list(unit.bn.named_buffers()):
+        tensors = list(unit.bn.named_parameters()) + list(unit.bn.named_buffers())
+        # A BN whose affine parameters do not fit is skipped as a whole (statistics included).
+        if any(
+            f"{bn2d}.{leaf}" in state_dict_2d and tuple(state_dict_2d[f"{bn2d}.{leaf}"].shape) != tuple(t.shape)
+            for leaf, t in tensors
+        ):
+            mismatched += [f"{prefix}{name}.bn.{leaf}" for leaf, _ in tensors]
+            continue
+        for leaf, tensor in tensors:
             key3d = f"{prefix}{name}.bn.{leaf}"
             src = state_dict_2d.get(f"{bn2d}.{leaf}")
             if src is None:
                 missing.append(key3d)
-            elif tuple(src.shape) != tuple(tensor.shape):
-                mismatched.append(key3d)
             else:
                 tensor.copy_(src)
                 inflated.append(key3d)

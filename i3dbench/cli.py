@@ -90,17 +90,20 @@ def _resolve_entry(name: str, zoo):
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     from .evaluate import evaluate
-    from .runner import smoke_data
+    from .runner import smoke_checkpoint, smoke_data
 
     entry = _resolve_entry(args.name, args.zoo)
-    data_root, ann = args.data_root, args.ann
-    if (data_root is None or ann is None) and entry.dataset == "synthetic":
-        data_root, ann = smoke_data(entry)
+    data_root, ann, checkpoint = args.data_root, args.ann, args.checkpoint
+    if entry.dataset == "synthetic":  # defaults: the synthetic val split, the cached smoke checkpoint
+        if data_root is None or ann is None:
+            data_root, ann = smoke_data(entry)
+        if checkpoint is None:
+            checkpoint = smoke_checkpoint(entry, train_if_missing=False)
     if data_root is None or ann is None:
         print(f"eval {entry.name}: --data-root and --ann are needed for a {entry.dataset} entry", file=sys.stderr)
         return 2
     res = evaluate(
-        entry, data_root, ann, checkpoint=args.checkpoint, views=args.views, average_clips=args.average_clips,
+        entry, data_root, ann, checkpoint=checkpoint, views=args.views, average_clips=args.average_clips,
         device=args.device, out_dir=args.out_dir, records_dir=args.records, num_workers=args.workers,
         batch_views=args.batch_views, decoder=args.decoder, precision=args.precision,
     )
@@ -109,7 +112,6 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from .report import fmt_ci
 
     m = res.metrics
-
     print(f"{res.entry}: top-1 {fmt_ci(m.get('top1'), m.get('top1_ci'))} %, top-5 {fmt_ci(m.get('top5'), m.get('top5_ci'))} %, "
           f"mean class {m.get('mean_class_accuracy', float('nan')):.2f} % | evaluated {res.num_evaluated} of {res.num_listed}"
           + (f" ({len(res.failures)} failed to decode)" if res.failures else ""))
@@ -139,9 +141,13 @@ def _cmd_gate(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from .report import default_readme
     from .runner import run_all
 
-    summary = run_all(zoo=args.zoo, only=args.only, records_dir=args.records, out_dir=args.out, device=args.device)
+    # The project README's zoo table follows results/ (not a scratch --out elsewhere).
+    readme = default_readme() if args.out == Path("results") else None
+    summary = run_all(zoo=args.zoo, only=args.only, records_dir=args.records, out_dir=args.out, device=args.device,
+                      readme=readme)
     print(summary.describe())
     return 0 if summary.ok else 1
 
@@ -163,7 +169,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         return 2
     path = bench(entry, args.device, args.protocol, num_videos=args.videos, warmup=args.warmup,
                  memory=not args.no_memory, train_memory=not args.no_train_memory, overrides=overrides,
-                 batch_videos=args.batch_videos, threads=args.threads, records_dir=args.records)
+                 batch_videos=args.batch_videos, views_per_forward=args.views_per_forward, threads=args.threads,
+                 records_dir=args.records)
     rec = json.loads(Path(path).read_text())
     m, c, x = rec["metrics"], rec["conditions"], rec["extra"]
     mem = f", peak memory {m['peak_memory_mb']} MB ({x.get('memory_kind')})" if m.get("peak_memory_mb") is not None else ""
@@ -275,6 +282,7 @@ def _add_bench_parser(sub) -> None:
     p.add_argument("--videos", type=int, help="videos in all, warm-up included (default: 200 on CUDA, 3 on CPU)")
     p.add_argument("--warmup", type=int, help="first videos not timed (default: 5 on CUDA, 1 on CPU)")
     p.add_argument("--batch-videos", type=int, help="fast: videos per step (default 4 on CUDA, 1 on CPU; halved on OOM)")
+    p.add_argument("--views-per-forward", type=int, help="fast: views per forward pass (default: all views of the step)")
     p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], help="fast: override the precision")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                    help="fast: torch.compile (default: on for CUDA, off for CPU where it costs ~25 s per shape)")
@@ -361,7 +369,7 @@ def _add_loop_parsers(sub) -> None:
     p.add_argument("--zoo", type=Path, help="manifest (default: K400 zoo + smoke zoo)")
     p.add_argument("--only", help="entry names or shell patterns, comma-separated")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    p.add_argument("--records", type=Path, default=Path("results/records"), help="records folder")
+    p.add_argument("--records", type=Path, help="records folder (default: OUT/records)")
     p.add_argument("--out", type=Path, default=Path("results"), help="rendered tables folder")
     p.set_defaults(func=_cmd_run)
 

@@ -115,14 +115,35 @@ def _sha256_json(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
 
 
-def dataset_fingerprint(dataset) -> str:
-    """A fingerprint of what a dataset lists: the inventory's if the data module offers one,
-    otherwise the sha256 of its (path, label, total_frames) list."""
-    fp = getattr(dataset, "fingerprint", None)
-    if isinstance(fp, str) and fp:
-        return fp
+def dataset_fingerprint(dataset, ann_file=None) -> str:
+    """The dataset copy's fingerprint, the same number ``i3dbench data check`` prints.
+
+    With ``ann_file`` and a dataset that has ``data_root``: sha256 over the sorted (relative
+    path, size) of the data files (video files; every file of a frame directory) and the list
+    file's bytes (``data.inventory.dataset_fingerprint``), so a re-encoded or partial copy gets
+    another fingerprint. Otherwise (a given dataset): ``list-sha256:`` over its
+    (path, label, total_frames) rows.
+    """
+    root = getattr(dataset, "data_root", None)
+    if ann_file is not None and root is not None:
+        from .data.inventory import dataset_fingerprint as inventory_fingerprint
+
+        return inventory_fingerprint(_data_files(Path(root), dataset.records), Path(ann_file).read_bytes())
     rows = [[str(r.path), int(r.label), getattr(r, "total_frames", None)] for r in dataset.records]
     return "list-sha256:" + _sha256_json(rows)
+
+
+def _data_files(root: Path, records) -> list[tuple[str, int]]:
+    """(relative path, size) of what the list names, as the inventory counts them; missing ones left out."""
+    files = []
+    for rec in records:
+        path = root / rec.path
+        if path.is_dir():
+            with os.scandir(path) as it:
+                files += [(f"{rec.path}/{e.name}", e.stat().st_size) for e in it if e.is_file()]
+        elif path.exists():
+            files.append((str(rec.path), path.stat().st_size))
+    return files
 
 
 def state_dict_sha256(model: torch.nn.Module) -> str:
@@ -215,7 +236,7 @@ def _dist_setup(device: str) -> tuple[int, int, str]:
         return 0, 1, device
     import torch.distributed as dist
 
-    if device.startswith("cuda") and device == "cuda":
+    if device == "cuda":  # one GPU per process: the local rank's
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
     if not dist.is_initialized():
         backend = "nccl" if device.startswith("cuda") else "gloo"
@@ -350,7 +371,7 @@ def evaluate(
 
     model, ckpt_sha, weights_id = _resolve_weights(entry, checkpoint, model)
     model = model.to(device).eval()
-    fingerprint = dataset_fingerprint(dataset)
+    fingerprint = dataset_fingerprint(dataset, ann_file)
     per_video = getattr(dataset, "views_per_video", None) or entry.views_per_video
     vlabel = views_label(entry)
     key = run_key(entry.name, weights_id, vlabel, average_clips, fingerprint, precision, str(decoder_name))

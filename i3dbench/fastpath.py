@@ -25,8 +25,8 @@ import copy
 import dataclasses
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence
 
 import torch
 from torch import nn
@@ -45,10 +45,10 @@ class FastConfig:
     memory_format: str = "contiguous"  # contiguous | channels_last_3d
     fold_bn: bool = False
     compile: bool = False
-    compile_mode: Optional[str] = None  # torch.compile mode; "reduce-overhead" = CUDA graphs
+    compile_mode: str | None = None  # torch.compile mode; "reduce-overhead" = CUDA graphs
     autocast: bool = False  # wrap the forward in torch.autocast(precision) (CUDA default)
     cudnn_benchmark: bool = False
-    threads: Optional[int] = None  # torch.set_num_threads; None leaves torch's choice
+    threads: int | None = None  # torch.set_num_threads; None leaves torch's choice
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -58,7 +58,7 @@ class FastConfig:
                 f"FastConfig.memory_format must be one of {sorted(MEMORY_FORMATS)}, got {self.memory_format!r}"
             )
 
-    def replace(self, **changes) -> "FastConfig":
+    def replace(self, **changes) -> FastConfig:
         return dataclasses.replace(self, **changes)
 
     def as_conditions(self) -> dict:
@@ -78,7 +78,7 @@ def published_config() -> FastConfig:
     return FastConfig()
 
 
-def default_fast_config(device: str | torch.device, *, compile: Optional[bool] = None) -> FastConfig:
+def default_fast_config(device: str | torch.device, *, compile: bool | None = None) -> FastConfig:
     """The best settings we know for ``device``.
 
     CPU: bf16 weights (when oneDNN has bf16 kernels, else fp32) + channels_last_3d + conv-BN
@@ -121,8 +121,8 @@ def autotune(
     device: str | torch.device = "cpu",
     rounds: int = 2,
     max_call_s: float = 1.0,
-    mean: Optional[Sequence[float]] = None,
-    std: Optional[Sequence[float]] = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
 ) -> tuple[FastConfig, dict[str, float]]:
     """The fastest of ``candidates`` on ``sample`` views, and each one's best time (s).
 
@@ -244,11 +244,11 @@ class FastModel:
         device: torch.device,
         config: FastConfig,
         *,
-        mean: Optional[Sequence[float]] = None,
-        std: Optional[Sequence[float]] = None,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
         folded_pairs: int = 0,
         compiled: bool = False,
-        compile_error: Optional[str] = None,
+        compile_error: str | None = None,
     ) -> None:
         self.module = module
         self.device = device
@@ -287,7 +287,7 @@ class FastModel:
         # first call. Fall back to the eager module then, and say so in conditions().
         try:
             out = self.module(x).float()
-        except Exception as err:
+        except Exception as err:  # any backend failure; an OOM is re-raised below
             if is_oom(err):
                 raise
             self.compile_error = f"{type(err).__name__}: {str(err)[:500]}"
@@ -318,10 +318,10 @@ class FastModel:
 def prepare_model(
     model: nn.Module,
     device: str | torch.device = "cpu",
-    config: Optional[FastConfig] = None,
+    config: FastConfig | None = None,
     *,
-    mean: Optional[Sequence[float]] = None,
-    std: Optional[Sequence[float]] = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
 ) -> FastModel:
     """Copy ``model`` and apply ``config`` (default: :func:`default_fast_config`) for ``device``.
 
@@ -359,7 +359,7 @@ def _compile(module: nn.Module, device: torch.device, config: FastConfig):
     try:
         compiled = torch.compile(module, dynamic=False, **kwargs)
         return compiled, True, None
-    except Exception as err:  # compile backends fail in many ways; fall back, but say so
+    except Exception as err:  # noqa: BLE001 - compile backends fail in many ways; fall back, but say so
         return module, False, f"{type(err).__name__}: {err}"
 
 
@@ -375,7 +375,7 @@ def is_oom(err: BaseException) -> bool:
 
 
 def run_with_oom_backoff(
-    fn: Callable[[int], object], batch: int, *, min_batch: int = 1, on_backoff: Optional[Callable[[int, int], None]] = None
+    fn: Callable[[int], object], batch: int, *, min_batch: int = 1, on_backoff: Callable[[int, int], None] | None = None
 ) -> tuple[object, int, list[int]]:
     """Call ``fn(batch)``; on out-of-memory halve ``batch`` and retry down to ``min_batch``.
 
@@ -386,7 +386,7 @@ def run_with_oom_backoff(
     while True:
         try:
             return fn(batch), batch, failed
-        except Exception as err:
+        except Exception as err:  # only an OOM is handled; the rest is re-raised
             if not is_oom(err) or batch <= min_batch:
                 raise
             failed.append(batch)

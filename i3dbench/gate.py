@@ -170,8 +170,8 @@ def run_gate(records_dir=None, baseline=None, zoo=None) -> GateResult:
         return GateResult(2, problems=[f"no eval or bench records in {where}: run `i3dbench run` or the suites first"])
     unknown = sorted({r["entry"] for r in records} - set(entries))
     if unknown:
-        return GateResult(2, problems=[f"record(s) for entries not in the zoo: {', '.join(unknown)} "
-                                       "(pass the manifest holding them with --zoo)"])
+        return GateResult(2, problems=[(f"record(s) for entries not in the zoo: {', '.join(unknown)} "
+                                        "(pass the manifest holding them with --zoo)")])
     newest = newest_records(records)
     if base_records is not None:
         if not base_records:
@@ -208,4 +208,4 @@ def report_gate(result: GateResult) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["run_gate", "report_gate", "GateResult", "Check", "speed_check", "memory_check", "NOISE_K", "MIN_SPEED_TOL"]
+__all__ = ["MIN_SPEED_TOL", "NOISE_K", "Check", "GateResult", "memory_check", "report_gate", "run_gate", "speed_check"]

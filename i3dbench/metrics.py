@@ -132,7 +132,7 @@ def accuracy_summary(pred_topk: np.ndarray, labels, n_resamples: int = 1000, see
         "mean_class_accuracy": 100.0 * mean_class_accuracy_from_pred(pred_topk[:, 0], labels),
         "top1_ci": [100.0 * lo1, 100.0 * hi1],
         "top5_ci": [100.0 * lo5, 100.0 * hi5],
-        "num_videos": int(len(labels)),
+        "num_videos": len(labels),
     }
 
 

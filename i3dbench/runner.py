@@ -111,9 +111,10 @@ def k400_copy() -> Optional[tuple[Path, Path, str]]:
     return Path(root), Path(ann), fmt
 
 
-def _attempt(summary: RunSummary, what: str, fn):
+def _attempt(summary: RunSummary, what: str, fn, *args, **kwargs):
+    """``fn(*args, **kwargs)``, or None with the error noted in ``summary``."""
     try:
-        return fn()
+        return fn(*args, **kwargs)
     except Exception as err:  # noqa: BLE001 - one entry's failure must not stop the run
         summary.errors.append((what, f"{type(err).__name__}: {err}"))
         return None
@@ -129,8 +130,8 @@ def _measure(summary: RunSummary, entries: list[ZooEntry], device: str, records_
         paths = []
         for e in entries:
             for protocol in ("published", "fast"):
-                p = _attempt(summary, f"bench {e.name} {protocol}",
-                             lambda: measure.bench(e, device=device, protocol=protocol, records_dir=records_dir))
+                p = _attempt(summary, f"bench {e.name} {protocol}", measure.bench, e, device=device,
+                             protocol=protocol, records_dir=records_dir)
                 if p is not None:
                     paths.append(p)
         return paths
@@ -138,8 +139,8 @@ def _measure(summary: RunSummary, entries: list[ZooEntry], device: str, records_
     budget = max(0.0, time_budget_s - (time.monotonic() - start) - 30.0)
     # Cheap smoke entries first, so a short budget still measures them.
     ordered = sorted(entries, key=lambda e: e.dataset != "synthetic")
-    return _attempt(summary, "bench (CPU sweep)",
-                    lambda: measure.measure_zoo_cpu(ordered, budget_s=budget, records_dir=records_dir)) or []
+    return _attempt(summary, "bench (CPU sweep)", measure.measure_zoo_cpu, ordered, budget_s=budget,
+                    records_dir=records_dir) or []
 
 
 def run_all(
@@ -170,13 +171,12 @@ def run_all(
 
     for name, entry in entries.items():
         if entry.dataset == "synthetic":
-            ckpt = _attempt(summary, f"train {name}", lambda: smoke_checkpoint(entry, train_missing, device, records_dir))
+            ckpt = _attempt(summary, f"train {name}", smoke_checkpoint, entry, train_missing, device, records_dir)
             if ckpt is None:
                 continue
             data_root, ann = smoke_data(entry)
-            res = _attempt(summary, f"eval {name}", lambda: evaluate(
-                entry, data_root, ann, checkpoint=ckpt, device=device, records_dir=records_dir,
-                num_workers=num_workers))
+            res = _attempt(summary, f"eval {name}", evaluate, entry, data_root, ann, checkpoint=ckpt, device=device,
+                           records_dir=records_dir, num_workers=num_workers)
         elif k400 is None:
             summary.skipped.append((f"eval {name}", "no Kinetics-400 copy (set I3DBENCH_K400_ROOT and I3DBENCH_K400_ANN)"))
             continue
@@ -187,15 +187,15 @@ def run_all(
             summary.skipped.append((f"eval {name}", f"the Kinetics-400 copy holds {k400[2]}, the entry reads {entry.data.format}"))
             continue
         else:
-            res = _attempt(summary, f"eval {name}", lambda: evaluate(
-                entry, k400[0], k400[1], device=device, records_dir=records_dir, num_workers=max(num_workers, 4)))
+            res = _attempt(summary, f"eval {name}", evaluate, entry, k400[0], k400[1], device=device,
+                           records_dir=records_dir, num_workers=max(num_workers, 4))
         if res is not None and res.record_path is not None:
             summary.records.append(res.record_path)
 
     if measure:
         summary.records += _measure(summary, list(entries.values()), device, records_dir, start, time_budget_s)
 
-    report = _attempt(summary, "report", lambda: render_report(records_dir, out_dir, zoo=zoo, readme=readme))
+    report = _attempt(summary, "report", render_report, records_dir, out_dir, zoo=zoo, readme=readme)
     if report is None:
         summary.skipped.append(("report", "see the error above"))
     summary.elapsed_s = time.monotonic() - start

@@ -157,6 +157,8 @@ def test_bad_arguments(tiny):
 def test_dataloader_two_workers_matches_in_process(tiny):
     ds = build_dataset(VIDEO_ENTRY, "train", tiny / "videos", tiny / "videos_broken.txt", seed=11, on_error="report")
     ds.set_epoch(2)
+    clone = pickle.loads(pickle.dumps(ds))  # what a spawned worker gets
+    assert clone.seed == ds.seed and clone.epoch == 2 and torch.equal(clone[1][0], ds[1][0])
     loader = torch.utils.data.DataLoader(ds, batch_size=2, num_workers=2, pin_memory=False,
                                          collate_fn=collate_views, multiprocessing_context="fork")
     got_views, got_idx, got_fail = [], [], []

@@ -5,12 +5,11 @@ from __future__ import annotations
 import shutil
 
 import pytest
+from test_report import K400, SMOKE, _cond, _eval
 
 from i3dbench.cli import main
 from i3dbench.gate import run_gate
 from i3dbench.records import load_records, make_record, write_record
-
-from test_report import K400, SMOKE, _cond, _eval
 
 
 def _bench(name, vps, rel_std, time, device="cuda", mem=5000.0, protocol="published"):

@@ -16,7 +16,13 @@ import pytest
 
 from i3dbench.evaluate import compare_with_published
 from i3dbench.records import Conditions, make_record, write_record
-from i3dbench.report import fmt_ci, fmt_delta, render_report, update_readme_block, zoo_table_markdown
+from i3dbench.report import (
+    fmt_ci,
+    fmt_delta,
+    render_report,
+    update_readme_block,
+    zoo_table_markdown,
+)
 from i3dbench.zoo import get_entry
 
 GOLDEN = Path(__file__).parent / "golden" / "report"
@@ -85,7 +91,7 @@ def test_zoo_table_matches_golden(rendered):
 
 
 def test_tables_pick_newest_and_compare(rendered):
-    root, res = rendered
+    root, _ = rendered
     acc = pd.read_csv(root / "out" / "accuracy.csv").set_index("entry")
     assert len(acc) == 18  # every zoo entry (15 K400 + 3 smoke) has a row
     row = acc.loc[K400]
@@ -105,7 +111,7 @@ def test_tables_pick_newest_and_compare(rendered):
 
 
 def test_rerender_is_byte_identical_and_drops_stale_files(rendered):
-    root, res = rendered
+    root, _ = rendered
     before = {p.name: p.read_bytes() for p in (root / "out").iterdir() if p.is_file()}
     (root / "out" / "training_curves.png").write_bytes(b"stale")
     render_report(root / "records", root / "out")

@@ -144,23 +144,29 @@ class ClipDataset(torch.utils.data.Dataset):
         return int(n) if n is not None else self.decoder.num_frames(self.path(index))
 
     def load(self, index: int) -> tuple[torch.Tensor, ItemPlan]:
-        """Decode and transform item ``index``: uint8 views ``V x 3 x T x H x W`` and its plan."""
+        """Decode and transform item ``index``: views ``V x 3 x T x H x W`` (uint8, or float
+        normalised when the dataset normalises) and its plan."""
         path = self.path(index)
         total = self.total_frames(index)
+        if total < 1:
+            raise DecodeError(path, "it has no frames (0 in the container / annotation)")
         rng = self.rng(index) if self.split == "train" else None
         sample = self._sample(total, rng)  # the same draws, in the same order, as plan()
-        unique, inverse = np.unique(sample.indices, return_inverse=True)
-        frames = self.decoder.read(path, unique)  # U x H x W x 3, each distinct frame once
+        wanted, positions = _frames_to_decode(sample.indices, contiguous_ok=self.decoder.name != "rawframes")
+        frames = self.decoder.read(path, wanted)  # each distinct frame decoded once
         plan = ItemPlan(sample, self._geometry(tuple(frames.shape[1:3]), rng))
-        n, t = sample.num_clips, sample.clip_len
+        index2d = positions.reshape(sample.num_clips, sample.clip_len)
+        norm = (self.entry.data.mean, self.entry.data.std) if self.normalize else (None, None)
         if plan.geometry is not None:
-            out = T.apply_geometry(frames, plan.geometry)  # per frame: apply before the gather
-            views = T.format_shape(_gather(out, inverse).reshape(n, t, *out.shape[1:]))
+            out = T.apply_geometry(frames, plan.geometry)  # per frame: once per distinct frame
+            views = T.views_from_frames(out, index2d, [(0, 0, out.shape[2], out.shape[1])], *norm)
         else:
             frames = T.resize_short(frames, self.entry.data.resize_short)
-            clips = _gather(frames, inverse).reshape(n, t, *frames.shape[1:])
-            views = T.eval_views(clips, self.entry.data.resize_short, self.entry.test.crop_size,
-                                 three_crop=self.entry.test.crop == "three_crop")
+            h, w = frames.shape[1:3]
+            size = self.entry.test.crop_size
+            three = self.entry.test.crop == "three_crop"
+            boxes = T.three_crop_boxes(h, w, size) if three else [T.center_crop_box(h, w, size)]
+            views = T.views_from_frames(frames, index2d, boxes, *norm)
         return views, plan
 
     def __getitem__(self, index: int):
@@ -171,8 +177,6 @@ class ClipDataset(torch.utils.data.Dataset):
             if self.on_error == "raise":
                 raise
             return DecodeFailure(err.path, err.reason), label, index
-        if self.normalize:
-            views = T.normalize(views, self.entry.data.mean, self.entry.data.std)
         return views, label, index
 
     def __repr__(self) -> str:
@@ -180,11 +184,18 @@ class ClipDataset(torch.utils.data.Dataset):
                 f"views/video={self.views_per_video}, decoder={getattr(self.decoder, 'name', self.decoder)!r})")
 
 
-def _gather(frames: torch.Tensor, inverse: np.ndarray) -> torch.Tensor:
-    """``frames[inverse]``, without a copy when it is the identity (sorted distinct indices)."""
-    if len(inverse) == len(frames) and np.array_equal(inverse, np.arange(len(frames))):
-        return frames
-    return frames[torch.from_numpy(inverse.astype(np.int64))]
+def _frames_to_decode(indices: np.ndarray, contiguous_ok: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Which frames to ask the decoder for, and where each sampled index lands among them.
+
+    The distinct indices, or, when they fill most of their span and the decoder reads a video
+    (which decodes every frame of the span anyway), the whole contiguous span: then each clip is
+    an evenly spaced run of decoded frames and its views are sliced out without a gather.
+    """
+    unique, inverse = np.unique(indices, return_inverse=True)
+    lo, hi = int(unique[0]), int(unique[-1])
+    if contiguous_ok and hi - lo + 1 <= 1.5 * len(unique):
+        return np.arange(lo, hi + 1), indices - lo
+    return unique, inverse
 
 
 def default_decoder(entry, name: str | None = None):
@@ -219,10 +230,8 @@ def build_dataset(entry, split: str, data_root: str | os.PathLike, ann_file: str
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     if not Path(data_root).is_dir():
         raise FileNotFoundError(f"data root {data_root} is not a directory: pass the folder the paths in {ann_file} are relative to")
-    if entry.data.format == "rawframes":
-        records = annotations.read_rawframe_list(ann_file)
-    else:
-        records = annotations.read_video_list(ann_file)
+    read = annotations.read_rawframe_list if entry.data.format == "rawframes" else annotations.read_video_list
+    records = read(ann_file, num_classes=entry.arch.num_classes)
     if decoder is None or isinstance(decoder, str):
         decoder = default_decoder(entry, decoder)
     return ClipDataset(entry, split, records, data_root, decoder, normalize=normalize, on_error=on_error, seed=seed)

@@ -378,7 +378,8 @@ def generate_synthetic(
     ``videos_per_class`` / ``val_videos_per_class`` videos of ``num_frames`` frames at 25 fps
     for each class of ``classes`` (default: all 8), in ``sizes`` (subset of "short256",
     "340x256") and ``formats`` (subset of "videos", "rawframes"). The same arguments give the
-    same frames on every run. ``workers`` > 1 renders and encodes in that many processes.
+    same frames on every run. With a subset of ``classes``, labels stay the indices of the full
+    8-class label map (written whole). ``workers`` > 1 renders and encodes in that many processes.
     Returns ``out_dir``; ``synthetic.json`` is written last.
     """
     from tqdm import tqdm

@@ -43,7 +43,8 @@ class BasicBlock3d(nn.Module):
         self.conv2 = ConvBNAct(planes, planes, (kt, 3, 3), padding=(pt, 1, 1), act=False)
         self.downsample = downsample
         self.relu = nn.ReLU(inplace=True)
-        if non_local_mode is not None:
+        self.with_non_local = non_local_mode is not None
+        if self.with_non_local:
             self.non_local_block = NonLocal3d(planes, mode=non_local_mode)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -51,7 +52,7 @@ class BasicBlock3d(nn.Module):
         out = self.conv2(self.conv1(x))
         out += identity  # in place: `out` is the BN output, owned here
         out = self.relu(out)
-        if hasattr(self, "non_local_block"):
+        if self.with_non_local:
             out = self.non_local_block(out)
         return out
 
@@ -80,7 +81,8 @@ class Bottleneck3d(nn.Module):
         self.conv3 = ConvBNAct(planes, planes * self.expansion, 1, act=False)
         self.downsample = downsample
         self.relu = nn.ReLU(inplace=True)
-        if non_local_mode is not None:
+        self.with_non_local = non_local_mode is not None
+        if self.with_non_local:
             self.non_local_block = NonLocal3d(planes * self.expansion, mode=non_local_mode)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -88,7 +90,7 @@ class Bottleneck3d(nn.Module):
         out = self.conv3(self.conv2(self.conv1(x)))
         out += identity  # in place: `out` is the BN output, owned here
         out = self.relu(out)
-        if hasattr(self, "non_local_block"):
+        if self.with_non_local:
             out = self.non_local_block(out)
         return out
 
