@@ -46,10 +46,10 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from i3dbench.checkpoints import load_checkpoint, read_checkpoint  # noqa: E402
-from i3dbench.models import build_i3d, build_model, count_params_macs  # noqa: E402
-from i3dbench.models.seeded import RECIPE, fill_seeded_  # noqa: E402
-from i3dbench.zoo import Architecture, load_zoos  # noqa: E402
+from i3dbench.checkpoints import load_checkpoint, read_checkpoint
+from i3dbench.models import build_i3d, build_model, count_params_macs
+from i3dbench.models.seeded import RECIPE, fill_seeded_
+from i3dbench.zoo import Architecture, load_zoos
 
 OUT = ROOT / "tests" / "golden" / "models"
 RECIPE_SEED = 20240601
@@ -72,14 +72,31 @@ CONFIG_BY_MODE = {
 # temporal strides 1, int patterns, dot-product / gaussian NL in stage 3.
 EXTRA_ARCHS = {
     "extra_r18_tiny_nl_gaussian": Architecture(
-        depth=18, base_channels=8, stage_blocks=(1, 2, 2, 1), conv1_kernel=(3, 7, 7), conv1_stride_t=1,
-        pool1_stride_t=1, with_pool2=True, inflate=((1,), (1, 0), (0, 1), (1,)),
-        non_local=((0,), (0, 0), (0, 1), (0,)), non_local_mode="gaussian", num_classes=5,
+        depth=18,
+        base_channels=8,
+        stage_blocks=(1, 2, 2, 1),
+        conv1_kernel=(3, 7, 7),
+        conv1_stride_t=1,
+        pool1_stride_t=1,
+        with_pool2=True,
+        inflate=((1,), (1, 0), (0, 1), (1,)),
+        non_local=((0,), (0, 0), (0, 1), (0,)),
+        non_local_mode="gaussian",
+        num_classes=5,
     ),
     "extra_r50_tiny_nopool2_dot": Architecture(
-        depth=50, base_channels=8, stage_blocks=(2, 1, 2, 1), conv1_kernel=(1, 7, 7), conv1_stride_t=1,
-        pool1_stride_t=2, with_pool2=False, inflate=((0, 1), (1,), (1, 1), (0,)),
-        non_local=((0, 0), (1,), (1, 0), (0,)), non_local_mode="dot_product", num_classes=6, dropout_ratio=0.0,
+        depth=50,
+        base_channels=8,
+        stage_blocks=(2, 1, 2, 1),
+        conv1_kernel=(1, 7, 7),
+        conv1_stride_t=1,
+        pool1_stride_t=2,
+        with_pool2=False,
+        inflate=((0, 1), (1,), (1, 1), (0,)),
+        non_local=((0, 0), (1,), (1, 0), (0,)),
+        non_local_mode="dot_product",
+        num_classes=6,
+        dropout_ratio=0.0,
     ),
 }
 
@@ -97,8 +114,8 @@ def seeded_input(shape, seed=INPUT_SEED) -> torch.Tensor:
 
 
 def mmaction_from_config(config: str, arch: Architecture):
-    from mmengine.config import Config
     from mmaction.registry import MODELS
+    from mmengine.config import Config
 
     cfg = Config.fromfile(str(CONFIG_DIR / f"{config}.py"))
     cfg.model.backbone.pretrained = None
@@ -110,7 +127,10 @@ def mmaction_from_config(config: str, arch: Architecture):
         "conv1_stride_t": (b.conv1_stride_t, arch.conv1_stride_t),
         "pool1_stride_t": (b.pool1_stride_t, arch.pool1_stride_t),
         "inflate": (tuple(map(tuple, b.inflate)), arch.inflate),
-        "non_local": (tuple(map(tuple, b.get("non_local", ((0, 0, 0), (0, 0, 0, 0), (0, 0, 0, 0, 0, 0), (0, 0, 0))))), arch.non_local),
+        "non_local": (
+            tuple(map(tuple, b.get("non_local", ((0, 0, 0), (0, 0, 0, 0), (0, 0, 0, 0, 0, 0), (0, 0, 0))))),
+            arch.non_local,
+        ),
         "non_local_mode": (nl_cfg.get("mode"), arch.non_local_mode),
         "num_classes": (h.num_classes, arch.num_classes),
         "dropout_ratio": (h.dropout_ratio, arch.dropout_ratio),
@@ -132,20 +152,51 @@ def mmaction_from_kwargs(arch: Architecture):
 
     nl_cfg = {}
     if arch.non_local_mode:
-        nl_cfg = dict(sub_sample=True, use_scale=False, norm_cfg=dict(type="BN3d", requires_grad=True), mode=arch.non_local_mode)
-    backbone = dict(
-        type="ResNet3d", pretrained=None, pretrained2d=False, depth=arch.depth, base_channels=arch.base_channels,
-        stage_blocks=arch.stage_blocks, conv1_kernel=arch.conv1_kernel, conv1_stride_t=arch.conv1_stride_t,
-        pool1_stride_t=arch.pool1_stride_t, with_pool2=arch.with_pool2, inflate=arch.inflate,
-        non_local=arch.non_local, non_local_cfg=nl_cfg, conv_cfg=dict(type="Conv3d"), norm_eval=False,
-        zero_init_residual=False,
-    )
+        nl_cfg = {
+            "sub_sample": True,
+            "use_scale": False,
+            "norm_cfg": {"type": "BN3d", "requires_grad": True},
+            "mode": arch.non_local_mode,
+        }
+    backbone = {
+        "type": "ResNet3d",
+        "pretrained": None,
+        "pretrained2d": False,
+        "depth": arch.depth,
+        "base_channels": arch.base_channels,
+        "stage_blocks": arch.stage_blocks,
+        "conv1_kernel": arch.conv1_kernel,
+        "conv1_stride_t": arch.conv1_stride_t,
+        "pool1_stride_t": arch.pool1_stride_t,
+        "with_pool2": arch.with_pool2,
+        "inflate": arch.inflate,
+        "non_local": arch.non_local,
+        "non_local_cfg": nl_cfg,
+        "conv_cfg": {"type": "Conv3d"},
+        "norm_eval": False,
+        "zero_init_residual": False,
+    }
     expansion = 4 if arch.depth >= 50 else 1
-    head = dict(type="I3DHead", num_classes=arch.num_classes, in_channels=arch.base_channels * 8 * expansion,
-                spatial_type="avg", dropout_ratio=arch.dropout_ratio, init_std=0.01, average_clips="prob")
-    model_cfg = dict(type="Recognizer3D", backbone=backbone, cls_head=head,
-                     data_preprocessor=dict(type="ActionDataPreprocessor", mean=[123.675, 116.28, 103.53],
-                                            std=[58.395, 57.12, 57.375], format_shape="NCTHW"))
+    head = {
+        "type": "I3DHead",
+        "num_classes": arch.num_classes,
+        "in_channels": arch.base_channels * 8 * expansion,
+        "spatial_type": "avg",
+        "dropout_ratio": arch.dropout_ratio,
+        "init_std": 0.01,
+        "average_clips": "prob",
+    }
+    model_cfg = {
+        "type": "Recognizer3D",
+        "backbone": backbone,
+        "cls_head": head,
+        "data_preprocessor": {
+            "type": "ActionDataPreprocessor",
+            "mean": [123.675, 116.28, 103.53],
+            "std": [58.395, 57.12, 57.375],
+            "format_shape": "NCTHW",
+        },
+    }
     kwargs = {k: v for k, v in backbone.items() if k != "type"}
     return MODELS.build(model_cfg), f"mmaction ResNet3d(**{kwargs}) + I3DHead(in_channels={head['in_channels']})"
 
@@ -183,17 +234,17 @@ def save_like_mmengine_runner(model, path: Path) -> None:
         hub.update_scalar("train/loss", 1.0 / (i + 1))
         hub.update_scalar("train/lr", np.float64(0.01))
     hub.update_info("iter", np.int64(3))
-    meta = dict(
-        cfg=ConfigDict(model=dict(type="Recognizer3D", backbone=dict(type="ResNet3d", depth=50))),
-        seed=np.int64(0),
-        experiment_name="golden",
-        time="20240601_000000",  # fixed, so that rerunning the script rewrites identical bytes
-        mmengine_version=mmengine.__version__,
-        epoch=1,
-        iter=3,
-        dataset_meta=dict(classes=("a", "b")),
-        best_score=np.float64(0.5),
-    )
+    meta = {
+        "cfg": ConfigDict(model={"type": "Recognizer3D", "backbone": {"type": "ResNet3d", "depth": 50}}),
+        "seed": np.int64(0),
+        "experiment_name": "golden",
+        "time": "20240601_000000",  # fixed, so that rerunning the script rewrites identical bytes
+        "mmengine_version": mmengine.__version__,
+        "epoch": 1,
+        "iter": 3,
+        "dataset_meta": {"classes": ("a", "b")},
+        "best_score": np.float64(0.5),
+    }
     ckpt = {"meta": meta, "state_dict": weights_to_cpu(model.state_dict()), "message_hub": hub.state_dict()}
     save_checkpoint(ckpt, str(path))
 
@@ -288,10 +339,15 @@ def main() -> None:
             }
             name = OUT / f"arch_{record['label'].replace('-', '_')[:48]}_{aid}.json"
             name.write_text(json.dumps(record, indent=1) + "\n")
-            summary.append((record["label"], len(g["entries"]), max(diffs), full_diff, ourc, ourb, mm, time.time() - t0))
-            print(f"{record['label'][:60]:60s} entries={len(g['entries'])} rel={max(diffs):.2e} full={full_diff} "
-                  f"params={ourc.params} macs={ourc.macs} flops_1x(backbone)={ourb.flops_1x} flops_0x={ourc.flops_0x} mmengine={mm['flops']} "
-                  f"[{time.time() - t0:.1f}s]", flush=True)
+            summary.append(
+                (record["label"], len(g["entries"]), max(diffs), full_diff, ourc, ourb, mm, time.time() - t0)
+            )
+            print(
+                f"{record['label'][:60]:60s} entries={len(g['entries'])} rel={max(diffs):.2e} full={full_diff} "
+                f"params={ourc.params} macs={ourc.macs} flops_1x(backbone)={ourb.flops_1x} flops_0x={ourc.flops_0x} mmengine={mm['flops']} "
+                f"[{time.time() - t0:.1f}s]",
+                flush=True,
+            )
 
         # A small checkpoint carrying the real non-tensor objects of an mmengine training checkpoint.
         tiny = torch.nn.Sequential(OrderedDict(conv=torch.nn.Conv3d(3, 2, 1), bn=torch.nn.BatchNorm3d(2)))

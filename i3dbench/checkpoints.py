@@ -33,9 +33,10 @@ import urllib.error
 import urllib.request
 import warnings
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any
 
 import torch
 from torch import nn
@@ -69,7 +70,7 @@ def checkpoint_cache_dir(cache_dir: str | Path | None = None) -> Path:
     return Path(root) / "checkpoints"
 
 
-def expected_sha256(url_or_name: str, sha256: Optional[str] = None) -> Optional[str]:
+def expected_sha256(url_or_name: str, sha256: str | None = None) -> str | None:
     """The hash (full or prefix, lower case) to check: ``sha256`` if given, else the one in the file name."""
     if sha256:
         sha256 = sha256.lower()
@@ -80,7 +81,7 @@ def expected_sha256(url_or_name: str, sha256: Optional[str] = None) -> Optional[
     return m.group(1) if m else None
 
 
-def _check_hash(path: Path, expected: Optional[str], what: str) -> str:
+def _check_hash(path: Path, expected: str | None, what: str) -> str:
     got = file_sha256(path)
     if expected is not None and not got.startswith(expected):
         raise CheckpointError(
@@ -94,7 +95,14 @@ def _is_url(s: str) -> bool:
     return s.startswith(("http://", "https://"))
 
 
-def download(url: str, sha256: Optional[str] = None, cache_dir: str | Path | None = None, *, progress: bool = True, timeout: float = 60.0) -> Path:
+def download(
+    url: str,
+    sha256: str | None = None,
+    cache_dir: str | Path | None = None,
+    *,
+    progress: bool = True,
+    timeout: float = 60.0,
+) -> Path:
     """Download ``url`` into the cache (once) and return the path of the verified file.
 
     The hash checked is ``sha256`` (full or a prefix) or, when not given, the 8+ hex digits
@@ -153,7 +161,7 @@ def _fetch(url: str, out, *, progress: bool, timeout: float) -> None:
 
     req = urllib.request.Request(url, headers={"User-Agent": "i3dbench"})
     try:
-        resp = urllib.request.urlopen(req, timeout=timeout)  # noqa: S310 - http(s) checked above
+        resp = urllib.request.urlopen(req, timeout=timeout)
     except urllib.error.HTTPError as err:
         raise CheckpointError(f"cannot download {url}: HTTP {err.code} {err.reason}") from None
     except (urllib.error.URLError, OSError) as err:
@@ -162,7 +170,15 @@ def _fetch(url: str, out, *, progress: bool, timeout: float) -> None:
         length = resp.headers.get("Content-Length")
         total = int(length) if length and length.isdigit() else None
         received = 0
-        with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=url.rsplit("/", 1)[-1][:40], disable=not progress, leave=False) as bar:
+        with tqdm(
+            total=total,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            desc=url.rsplit("/", 1)[-1][:40],
+            disable=not progress,
+            leave=False,
+        ) as bar:
             while True:
                 try:
                     chunk = resp.read(CHUNK)
@@ -234,7 +250,13 @@ def _allowed_globals() -> dict[tuple[str, str], Any]:
         ("builtins", "complex"): complex,
         ("builtins", "slice"): slice,
     }
-    for fn in ("_rebuild_tensor", "_rebuild_tensor_v2", "_rebuild_tensor_v3", "_rebuild_parameter", "_rebuild_parameter_with_state"):
+    for fn in (
+        "_rebuild_tensor",
+        "_rebuild_tensor_v2",
+        "_rebuild_tensor_v3",
+        "_rebuild_parameter",
+        "_rebuild_parameter_with_state",
+    ):
         if hasattr(tu, fn):
             allowed[("torch._utils", fn)] = getattr(tu, fn)
     for name in dir(torch):
@@ -284,7 +306,7 @@ class _RestrictedPickleModule:
 class CheckpointFile:
     """What :func:`read_checkpoint` found in a file."""
 
-    state_dict: "collections.OrderedDict[str, torch.Tensor]"
+    state_dict: collections.OrderedDict[str, torch.Tensor]
     meta: dict
     other_keys: list[str] = field(default_factory=list)  # top-level keys besides state_dict / meta
     stripped: list[str] = field(default_factory=list)  # classes replaced by StrippedObject
@@ -316,7 +338,9 @@ def read_checkpoint(path: str | Path) -> CheckpointFile:
         raise CheckpointError(f"checkpoint file not found: {path}")
     obj, reader, stripped = _torch_load(path)
     if not isinstance(obj, Mapping):
-        raise CheckpointError(f"{path}: expected a dict (state dict or {{'state_dict', 'meta'}}), got {type(obj).__name__}")
+        raise CheckpointError(
+            f"{path}: expected a dict (state dict or {{'state_dict', 'meta'}}), got {type(obj).__name__}"
+        )
     if "state_dict" in obj:
         sd = obj["state_dict"]
         meta = obj.get("meta") or {}
@@ -328,7 +352,7 @@ def read_checkpoint(path: str | Path) -> CheckpointFile:
     bad = [k for k, v in sd.items() if not isinstance(v, torch.Tensor)]
     if bad:
         raise CheckpointError(f"{path}: state_dict entries that are not tensors: {bad[:10]}")
-    clean = collections.OrderedDict((k[len("module.") :] if k.startswith("module.") else k, v) for k, v in sd.items())
+    clean = collections.OrderedDict((k.removeprefix("module."), v) for k, v in sd.items())
     return CheckpointFile(clean, dict(meta) if isinstance(meta, Mapping) else {"meta": meta}, other, stripped, reader)
 
 
@@ -365,7 +389,9 @@ def compare_keys(model_sd: Mapping[str, torch.Tensor], ckpt_sd: Mapping[str, tor
     missing = [k for k in model_sd if k not in ckpt_sd]
     unexpected = [k for k in ckpt_sd if k not in model_sd]
     mismatched = [
-        (k, tuple(ckpt_sd[k].shape), tuple(v.shape)) for k, v in model_sd.items() if k in ckpt_sd and tuple(ckpt_sd[k].shape) != tuple(v.shape)
+        (k, tuple(ckpt_sd[k].shape), tuple(v.shape))
+        for k, v in model_sd.items()
+        if k in ckpt_sd and tuple(ckpt_sd[k].shape) != tuple(v.shape)
     ]
     return KeyReport(missing, unexpected, mismatched)
 
@@ -375,7 +401,7 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(getattr(model, "module", None), nn.Module) else model
 
 
-def resolve(path_or_url: str | Path, sha256: Optional[str] = None, cache_dir: str | Path | None = None) -> Path:
+def resolve(path_or_url: str | Path, sha256: str | None = None, cache_dir: str | Path | None = None) -> Path:
     """A local path for ``path_or_url`` (downloading a URL into the cache); a local file is hash-checked when ``sha256`` is given."""
     s = str(path_or_url)
     if _is_url(s):
@@ -388,7 +414,14 @@ def resolve(path_or_url: str | Path, sha256: Optional[str] = None, cache_dir: st
     return path
 
 
-def load_checkpoint(model: nn.Module, path_or_url: str | Path, strict: bool = True, sha256: Optional[str] = None, *, cache_dir: str | Path | None = None) -> dict:
+def load_checkpoint(
+    model: nn.Module,
+    path_or_url: str | Path,
+    strict: bool = True,
+    sha256: str | None = None,
+    *,
+    cache_dir: str | Path | None = None,
+) -> dict:
     """Load a checkpoint (local path or http(s) URL) into ``model``; returns the file's ``meta``.
 
     URLs are downloaded once into the cache and verified (see :func:`download`). With
@@ -403,7 +436,9 @@ def load_checkpoint(model: nn.Module, path_or_url: str | Path, strict: bool = Tr
     report = compare_keys(model_sd, ckpt.state_dict)
     if not report.ok:
         if strict:
-            raise CheckpointError(f"checkpoint {path} does not fit the model ({type(target).__name__}):\n{report.describe()}")
+            raise CheckpointError(
+                f"checkpoint {path} does not fit the model ({type(target).__name__}):\n{report.describe()}"
+            )
         warnings.warn(f"non-strict load of {path}:\n{report.describe()}")
     bad = {k for k, _, _ in report.mismatched}
     usable = {k: v for k, v in ckpt.state_dict.items() if k in model_sd and k not in bad}
@@ -414,7 +449,9 @@ def load_checkpoint(model: nn.Module, path_or_url: str | Path, strict: bool = Tr
 # --------------------------------------------------------------------------- saving
 
 
-def save_checkpoint(path: str | Path, model: nn.Module | Mapping[str, torch.Tensor], meta: Optional[dict] = None, extra: Optional[dict] = None) -> Path:
+def save_checkpoint(
+    path: str | Path, model: nn.Module | Mapping[str, torch.Tensor], meta: dict | None = None, extra: dict | None = None
+) -> Path:
     """Write ``{'state_dict', 'meta', **extra}`` (MMAction2's layout) atomically.
 
     Tensors are moved to the CPU; ``meta`` gets ``time`` and ``i3dbench_version`` unless

@@ -279,8 +279,12 @@ class FastModel:
         with torch.inference_mode(), self._autocast():
             x = self.to_input(views)
             if self.compiled and not self._compile_ok:
-                return self._first_compiled_call(x)
-            return self.module(x).float()
+                out = self._first_compiled_call(x)
+            else:
+                out = self.module(x).float()
+            # CUDA graphs ("reduce-overhead") reuse their output buffers on the next replay:
+            # hand out a copy, or a caller holding several chunks' outputs would see them change.
+            return out.clone() if self.compiled and "reduce-overhead" in (self.config.compile_mode or "") else out
 
     def _first_compiled_call(self, x: torch.Tensor) -> torch.Tensor:
         # torch.compile is lazy: backend failures (no compiler, unsupported op) show up at the

@@ -10,6 +10,7 @@ Files (under ``out_dir``):
   accuracy.csv     one row per zoo entry: published vs measured top-1/top-5, CI, delta, verdict
   performance.csv  one row per (entry, device, protocol): video/s, spread, memory, vs published
   conditions.csv   one row per record used: its full conditions
+  training_runs.csv  our training runs (train records): epochs, final/best val top-1, time, memory
   accuracy_top1.png, throughput.png   figures (only when there is something to plot)
   training.csv, training_curves.png   with a training log (and optionally the published one)
 
@@ -30,8 +31,8 @@ from .records import atomic_write_text, load_records, record_protocol
 from .zoo import ZooEntry, load_zoo, load_zoos
 
 MISSING = "—"
-GENERATED = ("README.md", "accuracy.csv", "performance.csv", "conditions.csv", "accuracy_top1.png",
-             "throughput.png", "training.csv", "training_curves.png")
+GENERATED = ("README.md", "accuracy.csv", "performance.csv", "conditions.csv", "training_runs.csv",
+             "accuracy_top1.png", "throughput.png", "training.csv", "training_curves.png")
 README_START = "<!-- ZOO-TABLE:START"
 README_END = "<!-- ZOO-TABLE:END -->"
 
@@ -111,6 +112,7 @@ class Tables:
     performance: Any  # pandas.DataFrame, one row per (entry, device, protocol)
     conditions: Any  # pandas.DataFrame, one row per record used
     used: list[dict]  # the records the tables show
+    training: Any = None  # pandas.DataFrame, the newest train record per (entry, device)
 
 
 def build_tables(entries: dict[str, ZooEntry], records: list[dict]) -> Tables:
@@ -185,6 +187,19 @@ def build_tables(entries: dict[str, ZooEntry], records: list[dict]) -> Tables:
         })
         used[rec["_file"]] = rec
 
+    train_rows = []
+    for key, rec in sorted(newest_records([r for r in records if r["kind"] == "train"]).items()):
+        if key[0] not in entries:
+            continue
+        m = rec["metrics"]
+        train_rows.append({
+            "entry": key[0], "device_name": key[2], "epochs": m.get("epochs"), "top1": m.get("top1"),
+            "top5": m.get("top5"), "best_top1": m.get("best_top1"), "wall_time_s": m.get("wall_time_s"),
+            "peak_memory_mb": m.get("peak_memory_mb"), "memory_kind": m.get("memory_kind"),
+            "batch": rec["conditions"].get("batch"), "record": rec.get("_file"),
+        })
+        used[rec["_file"]] = rec
+
     cond_rows = []
     for file, rec in sorted(used.items()):
         c = rec["conditions"]
@@ -204,6 +219,7 @@ def build_tables(entries: dict[str, ZooEntry], records: list[dict]) -> Tables:
         performance=pd.DataFrame(perf_rows, columns=list(perf_rows[0]) if perf_rows else ["entry"]),
         conditions=pd.DataFrame(cond_rows, columns=list(cond_rows[0]) if cond_rows else ["record"]),
         used=list(used.values()),
+        training=pd.DataFrame(train_rows, columns=list(train_rows[0]) if train_rows else ["entry"]),
     )
 
 
@@ -213,6 +229,12 @@ def build_tables(entries: dict[str, ZooEntry], records: list[dict]) -> Tables:
 def _none(v):
     """pandas turns None into NaN in numeric columns; back to None for formatting."""
     return None if isinstance(v, float) and math.isnan(v) else v
+
+
+def _count(v) -> str:
+    """A count (batch, views) that pandas may have made a float."""
+    v = _none(v)
+    return MISSING if v is None else str(int(v))
 
 
 def zoo_table_markdown(tables: Tables) -> str:
@@ -251,7 +273,7 @@ def zoo_table_markdown(tables: Tables) -> str:
             fmt_verdict(r["within_tolerance"]),
             fmt_num(r["published_video_per_s"]),
             fmt_num(bench["video_per_s"]) if bench and bench["video_per_s"] is not None else MISSING,
-            (bench["device_name"] if bench else MISSING),
+            (bench["device_name"] if bench and bench["video_per_s"] is not None else MISSING),
             fmt_num(r["published_gpu_mem_mb"], 0),
             mem_cell,
         ])
@@ -282,6 +304,23 @@ def performance_markdown(tables: Tables) -> str:
     return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
 
 
+def training_runs_markdown(tables: Tables) -> Optional[str]:
+    """Our training runs (train records), or None when there are none."""
+    from tabulate import tabulate
+
+    if tables.training is None or not len(tables.training) or "epochs" not in tables.training:
+        return None
+    rows = []
+    for t in tables.training.to_dict("records"):
+        t = {k: _none(v) for k, v in t.items()}
+        rows.append([t["entry"], t["device_name"], _count(t["epochs"]), _count(t["batch"]), fmt_num(t["top1"]),
+                     fmt_num(t["best_top1"]), fmt_num(t["wall_time_s"], 0), fmt_num(t["peak_memory_mb"], 0),
+                     t["memory_kind"] or MISSING])
+    headers = ["entry", "device", "epochs", "batch", "final val top-1 % ↑", "best val top-1 % ↑", "wall s ↓",
+               "peak memory MB ↓", "memory kind"]
+    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+
+
 def conditions_markdown(tables: Tables) -> str:
     from tabulate import tabulate
 
@@ -291,7 +330,7 @@ def conditions_markdown(tables: Tables) -> str:
     for c in tables.conditions.to_dict("records"):
         c = {k: _none(v) for k, v in c.items()}
         rows.append([
-            c["record"], describe_conditions(c), f"{c['batch'] or MISSING} × {c['views'] or MISSING}",
+            c["record"], describe_conditions(c), f"{_count(c['batch'])} × {_count(c['views'])}",
             _short(c["dataset_fingerprint"], 24), _short(c["checkpoint_sha256"], 12), c["time"], c["host"],
         ])
     headers = ["record", "conditions", "batch × views", "dataset", "checkpoint sha256", "time (UTC)", "host"]
@@ -320,8 +359,11 @@ def render_markdown(tables: Tables, figures: list[str], training: Optional[str] 
         performance_markdown(tables),
         "",
     ]
+    runs = training_runs_markdown(tables)
+    if runs:
+        parts += ["## Training runs", "", runs, ""]
     if training:
-        parts += ["## Training", "", training, ""]
+        parts += ["## Training: ours vs published log", "", training, ""]
     if figures:
         parts += ["## Figures", ""] + [f"![{Path(f).stem}]({f})" for f in figures] + [""]
     parts += ["## Conditions", "", conditions_markdown(tables), ""]
@@ -536,6 +578,9 @@ def render_report(
     _write_csv(tables.performance, out_dir / "performance.csv")
     _write_csv(tables.conditions, out_dir / "conditions.csv")
     written += [out_dir / "accuracy.csv", out_dir / "performance.csv", out_dir / "conditions.csv"]
+    if len(tables.training) and "epochs" in tables.training:
+        _write_csv(tables.training, out_dir / "training_runs.csv")
+        written.append(out_dir / "training_runs.csv")
     figures = []
     if plot_accuracy(tables, out_dir / "accuracy_top1.png"):
         figures.append("accuracy_top1.png")

@@ -13,6 +13,7 @@ Published numbers live here and nowhere else in the project.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 import typing
 from dataclasses import dataclass, field
@@ -42,7 +43,9 @@ class Published:
     gpus: str  # as printed: "8", "8x2", "8x4"
     pretrain: str  # e.g. "ImageNet"
     source: str  # document and row the numbers come from
-    gflops: Optional[float] = None  # metafile FLOPs (MACs at 1x3x32x256x256), G
+    # Metafile "FLOPs" at 1x3x32x256x256, in G, in the counting convention of the source:
+    # 0.x = mmcv 1.x hooks (convs/BN/ReLU/pool, blind to matmuls), 1.x = mmengine (incl. matmuls + BN).
+    gflops: Optional[float] = None
     params_m: Optional[float] = None  # metafile parameters, millions
 
 
@@ -89,7 +92,7 @@ class DataSpec:
     train_scales: tuple[float, ...] = (1.0, 0.8)
     flip_ratio: float = 0.5
     val_crop: int = 224  # CenterCrop
-    val_clips: int = 1
+    val_clips: int = 1  # dense sampler: num_sample_positions at val (MMAction2 default 10)
     mean: tuple[float, float, float] = (123.675, 116.28, 103.53)
     std: tuple[float, float, float] = (58.395, 57.12, 57.375)
 
@@ -253,6 +256,17 @@ def _check_unique_keys(path: Path) -> None:
 def load_zoo(path: str | Path | None = None) -> dict[str, ZooEntry]:
     """Load and validate one manifest (default: the published I3D Kinetics-400 zoo)."""
     path = Path(path) if path is not None else DEFAULT_ZOO
+    try:
+        stamp = path.stat().st_mtime_ns
+    except OSError:
+        stamp = None  # _read_yaml reports the missing file
+    # Entries are frozen dataclasses, so a cached parse can be shared; the mtime in the key
+    # keeps an edited manifest from being served stale.
+    return dict(_load_zoo_cached(path.resolve(), stamp))
+
+
+@functools.lru_cache(maxsize=16)
+def _load_zoo_cached(path: Path, _stamp: int | None) -> dict[str, ZooEntry]:
     doc = _read_yaml(path)
     _check_unique_keys(path)
     defaults: dict = {}

@@ -52,7 +52,7 @@ class Server:
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 - http.server API
+            def do_GET(self):
                 outer.requests.append(self.path)
                 body = outer.files.get(self.path)
                 if body is None:
@@ -255,7 +255,13 @@ def test_mmaction_1x_file_written_by_mmengine_loads_without_importing_mmengine()
     assert read.meta["experiment_name"] == "golden" and read.meta["epoch"] == 1
     assert isinstance(read.meta["cfg"], StrippedObject)
     assert list(read.state_dict) == [
-        "conv.weight", "conv.bias", "bn.weight", "bn.bias", "bn.running_mean", "bn.running_var", "bn.num_batches_tracked",
+        "conv.weight",
+        "conv.bias",
+        "bn.weight",
+        "bn.bias",
+        "bn.running_mean",
+        "bn.running_var",
+        "bn.num_batches_tracked",
     ]
     for k, v in read.state_dict.items():  # tensors rebuilt bit-exactly
         assert torch.equal(v, seeded_tensor(k, v.shape, 20240601, dtype=v.dtype)), k
@@ -338,7 +344,7 @@ def test_save_checkpoint_is_atomic_and_weights_only_loadable(tmp_path, monkeypat
 # --------------------------------------------------------------------------- inflation
 
 
-def torchvision_r50_state_dict(gen: torch.Generator) -> "OrderedDict[str, torch.Tensor]":
+def torchvision_r50_state_dict(gen: torch.Generator) -> OrderedDict[str, torch.Tensor]:
     """torchvision's resnet50 key layout, written out by hand (torchvision is not used)."""
     sd: OrderedDict[str, torch.Tensor] = OrderedDict()
 
@@ -413,7 +419,9 @@ def test_inflate_2d_to_3d_skips_incompatible_shapes():
 
 def test_meta_with_stripped_objects_can_be_saved_again(tmp_path):
     _, ref = smoke_checkpoint_bytes()
-    f = _save({"meta": {"best": np.float64(0.5), "hist": [np.int64(3)]}, "state_dict": ref.state_dict()}, tmp_path / "a.pth")
+    f = _save(
+        {"meta": {"best": np.float64(0.5), "hist": [np.int64(3)]}, "state_dict": ref.state_dict()}, tmp_path / "a.pth"
+    )
     meta = load_checkpoint(build_model(SMOKE), f)
     out = save_checkpoint(tmp_path / "b.pth", ref, meta=meta)
     again = torch.load(out, weights_only=True)["meta"]  # plain data now

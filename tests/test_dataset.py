@@ -5,13 +5,17 @@ from __future__ import annotations
 import dataclasses
 import pickle
 
-import numpy as np
 import pytest
 import torch
 from pipeline_media import smooth_frames, write_mp4
 
 from i3dbench.data import transforms as T
-from i3dbench.data.dataset import ClipDataset, DecodeFailure, build_dataset, collate_views
+from i3dbench.data.dataset import (
+    ClipDataset,
+    DecodeFailure,
+    build_dataset,
+    collate_views,
+)
 from i3dbench.data.decoders import DecodeError, get_decoder
 from i3dbench.data.sampling import sample_frames
 from i3dbench.zoo import SMOKE_ZOO, load_zoo

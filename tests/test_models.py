@@ -29,14 +29,14 @@ ZOO = load_zoos()
 REL_TOL = 1e-4
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def golden(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
 def arch_of(g: dict) -> Architecture:
     raw = g["arch"]
-    tup = lambda v: tuple(tup(x) for x in v) if isinstance(v, list) else v  # noqa: E731
+    tup = lambda v: tuple(tup(x) for x in v) if isinstance(v, list) else v
     return Architecture(**{k: tup(v) for k, v in raw.items()})
 
 
@@ -169,16 +169,18 @@ def test_key_names_follow_mmaction():
     assert "backbone.layer2.0.non_local_block.g.0.conv.weight" not in sd
 
 
-@pytest.mark.parametrize("name", sorted(n for n, e in ZOO.items() if e.dataset == "synthetic"))
-def test_smoke_models_forward_and_backward(name):
-    entry = ZOO[name]
+def test_smoke_model_trains_a_step():
+    # Every smoke entry is forwarded by the parity test; here: a training step through the
+    # non-local one (dropout + batch statistics active, gradients reach every parameter).
+    entry = ZOO["smoke_i3d_nl_tiny_video"]
     torch.manual_seed(0)
     model = build_model(entry)
-    x = torch.randn(2, 3, entry.data.clip_len, entry.data.train_crop, entry.data.train_crop)
+    x = torch.randn(2, 3, entry.data.clip_len, 32, 32)
     out = model.train()(x)
     assert out.shape == (2, entry.arch.num_classes) and torch.isfinite(out).all()
     out.logsumexp(1).sum().backward()
     assert all(p.grad is not None for p in model.parameters())
+    assert int(model.backbone.conv1.bn.num_batches_tracked) == 1
     with torch.no_grad():
         a, b = model.eval()(x), model(x)
     assert torch.equal(a, b)  # eval: dropout off, BN frozen
@@ -215,12 +217,12 @@ GOLDEN_RECIPE_PIN = [-1.2617287635803223, 0.35086920857429504, -0.12260033935308
 # --------------------------------------------------------------------------- params / MACs
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def model_of(arch: Architecture) -> Recognizer3D:
     return build_i3d(arch)  # shared by the counting tests, which do not modify it
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def complexity_of(arch: Architecture, backbone_only: bool = False, shape=(1, 3, 32, 256, 256)):
     model = model_of(arch)
     return count_params_macs(model.backbone if backbone_only else model, shape)

@@ -61,6 +61,9 @@ def write_fixture_records(root: Path) -> None:
                     _cond(time="2024-06-11T00:00:03+00:00", device="cuda", device_name="NVIDIA H100 80GB HBM3",
                           cuda="12.4", cudnn=90100),
                     {"protocol": "published", "weights": "random", "memory_kind": "cuda_max_memory_allocated"}),
+        make_record(SMOKE, "train", {"top1": 90.625, "top5": 100.0, "best_top1": 92.1875, "epochs": 12,
+                                     "wall_time_s": 301.4, "peak_memory_mb": 410, "memory_kind": "cpu_peak_rss"},
+                    _cond(time="2024-06-10T23:00:00+00:00", batch=8, views=None)),
     ]
     for r in recs:
         write_record(r, root)
@@ -106,7 +109,9 @@ def test_tables_pick_newest_and_compare(rendered):
     readme = (root / "out" / "README.md").read_text()
     assert "72.50 ± 0.60" in readme and "![accuracy_top1](accuracy_top1.png)" in readme
     assert "NVIDIA H100 80GB HBM3 · fp32 · torch 2.13.0+cpu/CUDA 12.4 · decord 0.6.0 · git 01234567" in readme
-    for name in ("accuracy_top1.png", "throughput.png", "conditions.csv"):
+    assert "| smoke_i3d_tiny_video | Test CPU | 12       | 8       | 90.62" in readme  # training runs table
+    assert "8 × —" in readme  # counts as integers, even from pandas' float columns
+    for name in ("accuracy_top1.png", "throughput.png", "conditions.csv", "training_runs.csv"):
         assert (root / "out" / name).stat().st_size > 0
 
 
@@ -134,7 +139,7 @@ def test_training_logs_section(tmp_path):
     tr = pd.read_csv(tmp_path / "out" / "training.csv").set_index("log")
     assert tr.loc["ours", "final_top1"] == pytest.approx(70.0) and tr.loc["published", "peak_memory_mb"] == 5170
     assert (tmp_path / "out" / "training_curves.png").exists()
-    assert "## Training" in (tmp_path / "out" / "README.md").read_text()
+    assert "## Training: ours vs published log" in (tmp_path / "out" / "README.md").read_text()
     assert not (tmp_path / "out" / "accuracy_top1.png").exists()  # no eval records: no figure
     assert res.tables.used == []
 

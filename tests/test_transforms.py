@@ -83,8 +83,10 @@ def test_pixels_within_one_grey_level(source):
     for name, ours in results.items():
         mean, worst = _mean_abs(PIXELS[f"{source}__{name}"], ours.numpy())
         assert mean <= 1.0 and worst <= 2, f"{source} {name}: mean |diff| {mean:.3f}, max {worst}"
-    # the float path (used off the CPU) samples the same points
-    mean, worst = _mean_abs(PIXELS[f"{source}__resize"], T.resize_short(clip.float(), short).to(torch.uint8).numpy())
+    # the float path (uint8 clips off the CPU go through it) samples the same points
+    floats = T.resize_short(clip.float(), short)
+    assert floats.dtype == torch.float32
+    mean, worst = _mean_abs(PIXELS[f"{source}__resize"], floats.round().to(torch.uint8).numpy())
     assert mean <= 1.0 and worst <= 1
 
 
@@ -136,6 +138,11 @@ def test_flip_and_crop_are_exact():
         T.three_crop_boxes(300, 300, 256)
     views = T.eval_views(clip[None], 20, 20, three_crop=False)
     assert views.shape == (1, 3, 3, 20, 20)
+    assert torch.equal(T.format_shape(clip[None]), T.crop_views(clip[None], [(0, 0, 30, 20)]))
+    # views gathered from repeated / unordered frames (short videos) equal the plain layout
+    index = np.array([[2, 0, 1], [1, 1, 2]])
+    want = T.format_shape(torch.stack([clip[i] for i in index]))
+    assert torch.equal(T.views_from_frames(clip, index, [(0, 0, 30, 20)]), want)
 
 
 @pytest.mark.gpu

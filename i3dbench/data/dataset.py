@@ -23,16 +23,21 @@ so an item is the same whichever DataLoader worker makes it; call ``set_epoch`` 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
 from i3dbench.data import transforms as T
 from i3dbench.data.decoders import DecodeError, get_decoder
-from i3dbench.data.sampling import FrameSample, plan_dense_sample_frames, plan_sample_frames
+from i3dbench.data.sampling import (
+    FrameSample,
+    plan_dense_sample_frames,
+    plan_sample_frames,
+)
 
 SPLITS = ("train", "val", "test")
 ON_ERROR = ("raise", "report")

@@ -18,8 +18,8 @@ Parity with MMAction2 1.2.0:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -120,10 +120,11 @@ def lazy_box(lazy: np.ndarray, img_h: int, img_w: int, box: Box) -> np.ndarray:
 
 
 def resize(clip: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bilinear resize of a uint8 ``... x H x W x 3`` clip to ``size = (h, w)`` in one call.
+    """Bilinear resize of a ``... x H x W x 3`` clip to ``size = (h, w)`` in one call.
 
-    Half-pixel centres, no antialiasing (what OpenCV's INTER_LINEAR does). On the CPU the uint8
-    kernel is used (10x faster than going through floats); elsewhere floats, rounded. A clip
+    Half-pixel centres, no antialiasing (what OpenCV's INTER_LINEAR does). uint8 clips stay
+    uint8: on the CPU through torch's uint8 kernel (10x faster than going through floats),
+    elsewhere through floats, rounded. Float clips are interpolated as they are. A clip
     already of that size is returned as is.
     """
     *lead, h, w, c = clip.shape
@@ -133,8 +134,10 @@ def resize(clip: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     if clip.dtype == torch.uint8 and clip.device.type == "cpu":
         y = F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False, antialias=False)
     else:
-        y = F.interpolate(x.float(), size=tuple(size), mode="bilinear", align_corners=False, antialias=False)
-        y = y.round_().clamp_(0, 255).to(clip.dtype)
+        y = F.interpolate(x if x.is_floating_point() else x.float(), size=tuple(size), mode="bilinear",
+                          align_corners=False, antialias=False)
+        if clip.dtype == torch.uint8:
+            y = y.round_().clamp_(0, 255).to(torch.uint8)
     return y.permute(0, 2, 3, 1).reshape(*lead, size[0], size[1], c)
 
 

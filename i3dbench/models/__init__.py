@@ -3,13 +3,14 @@
 State-dict keys equal MMAction2's, so its checkpoints load strictly (see checkpoints.py).
 """
 
-from .complexity import count_params_macs
+from .complexity import Complexity, count_params_macs
 from .head import I3DHead
 from .nonlocal3d import NonLocal3d
 from .recognizer import Recognizer3D, build_i3d, build_model
 from .resnet3d import ResNet3d
 
 __all__ = [
+    "Complexity",
     "I3DHead",
     "NonLocal3d",
     "Recognizer3D",

@@ -24,7 +24,8 @@ device memory) is left alone.
 from __future__ import annotations
 
 import copy
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -97,7 +98,9 @@ def _count(net: nn.Module, x: torch.Tensor) -> tuple[int, int, int, int]:
     return counter.get_total_flops() // 2, matmul // 2, norm_ops, other_ops
 
 
-def count_params_macs(model: nn.Module, input_shape: Sequence[int] = (1, 3, 32, 256, 256), *, on_meta: bool = True) -> Complexity:
+def count_params_macs(
+    model: nn.Module, input_shape: Sequence[int] = (1, 3, 32, 256, 256), *, on_meta: bool = True
+) -> Complexity:
     """Parameters and operation counts of one eval-mode forward at ``input_shape`` (float32).
 
     The default shape is the one both metafiles used, 1 x 3 x 32 x 256 x 256. ``on_meta=False``

@@ -9,7 +9,9 @@ from torch import nn
 class I3DHead(nn.Module):
     """``N x C x T x H x W`` features -> ``N x num_classes`` class scores (before softmax)."""
 
-    def __init__(self, *, num_classes: int, in_channels: int, dropout_ratio: float = 0.5, init_std: float = 0.01) -> None:
+    def __init__(
+        self, *, num_classes: int, in_channels: int, dropout_ratio: float = 0.5, init_std: float = 0.01
+    ) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.in_channels = in_channels

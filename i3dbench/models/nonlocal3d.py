@@ -69,7 +69,7 @@ class NonLocal3d(nn.Module):
         nn.init.zeros_(self.conv_out.bn.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, c, t, h, w = x.shape
+        n, _, t, h, w = x.shape
         # Keys/values: N x C' x M; queries: N x C' x L (L = T*H*W, M = L or L/4 when sub-sampled).
         g_x = self.g(x).flatten(2)
         if self.mode == "gaussian":

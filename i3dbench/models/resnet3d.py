@@ -12,7 +12,7 @@ Depths 18/34 use MMAction2's BasicBlock3d (3x3x3 convs where inflated, 1x3x3 els
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -31,9 +31,9 @@ class BasicBlock3d(nn.Module):
         *,
         spatial_stride: int = 1,
         temporal_stride: int = 1,
-        downsample: Optional[nn.Module] = None,
+        downsample: nn.Module | None = None,
         inflate: bool = True,
-        non_local_mode: Optional[str] = None,
+        non_local_mode: str | None = None,
     ) -> None:
         super().__init__()
         kt, pt = (3, 1) if inflate else (1, 0)
@@ -67,9 +67,9 @@ class Bottleneck3d(nn.Module):
         *,
         spatial_stride: int = 1,
         temporal_stride: int = 1,
-        downsample: Optional[nn.Module] = None,
+        downsample: nn.Module | None = None,
         inflate: bool = True,
-        non_local_mode: Optional[str] = None,
+        non_local_mode: str | None = None,
     ) -> None:
         super().__init__()
         # 3x1x1 inflation: only the first 1x1 conv gets a temporal extent.
@@ -122,14 +122,14 @@ class ResNet3d(nn.Module):
         *,
         depth: int = 50,
         base_channels: int = 64,
-        stage_blocks: Optional[Sequence[int]] = None,
+        stage_blocks: Sequence[int] | None = None,
         conv1_kernel: Sequence[int] = (5, 7, 7),
         conv1_stride_t: int = 2,
         pool1_stride_t: int = 2,
         with_pool2: bool = True,
         inflate: Sequence[Sequence[int] | int] = ((1, 1, 1), (1, 0, 1, 0), (1, 0, 1, 0, 1, 0), (0, 1, 0)),
         non_local: Sequence[Sequence[int] | int] = (0, 0, 0, 0),
-        non_local_mode: Optional[str] = None,
+        non_local_mode: str | None = None,
         in_channels: int = 3,
     ) -> None:
         super().__init__()
@@ -170,9 +170,7 @@ class ResNet3d(nn.Module):
         out_channels = planes * block.expansion
         downsample = None
         if spatial_stride != 1 or inplanes != out_channels:
-            downsample = ConvBNAct(
-                inplanes, out_channels, 1, stride=(1, spatial_stride, spatial_stride), act=False
-            )
+            downsample = ConvBNAct(inplanes, out_channels, 1, stride=(1, spatial_stride, spatial_stride), act=False)
         blocks = []
         for j, (inf, nl) in enumerate(zip(inflate_flags, nl_flags)):
             blocks.append(

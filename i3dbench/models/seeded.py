@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import OrderedDict
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 import torch
@@ -52,7 +52,7 @@ def seeded_tensor(name: str, shape: Iterable[int], seed: int, dtype: torch.dtype
     return torch.from_numpy(np.ascontiguousarray(values, dtype=np.float64)).to(dtype)
 
 
-def seeded_state_dict(shapes: Iterable[tuple[str, Iterable[int]]], seed: int) -> "OrderedDict[str, torch.Tensor]":
+def seeded_state_dict(shapes: Iterable[tuple[str, Iterable[int]]], seed: int) -> OrderedDict[str, torch.Tensor]:
     """A state dict with the recipe's tensor for every ``(name, shape)`` pair."""
     return OrderedDict((name, seeded_tensor(name, shape, seed)) for name, shape in shapes)
 
