@@ -260,57 +260,30 @@ def _all_gather(obj: Any, world: int) -> list:
 
 
 def _resolve_weights(entry: ZooEntry, checkpoint, model) -> tuple[torch.nn.Module, Optional[str], str]:
-    """(model, checkpoint sha256 or None, weights id for the run key)."""
-    if model is not None:
-        if checkpoint is not None:
-            from .checkpoints import load_checkpoint
+    """(model, checkpoint sha256 or None, weights id for the run key).
 
-            path = _local_checkpoint(checkpoint)
-            load_checkpoint(model, str(path), strict=True)
-            sha = _file_sha256(path)
-            return model, sha, sha
+    A given ``model`` without ``checkpoint`` is identified by its state's hash; otherwise the
+    checkpoint (default: the entry's published URL, downloaded once into the cache) is loaded
+    strictly into ``model`` or a freshly built one and identified by its file's sha256.
+    """
+    if model is not None and checkpoint is None:
         return model, None, "state:" + state_dict_sha256(model)
-    from .models import build_model
-
-    if checkpoint is None:
-        checkpoint = entry.checkpoint.url
+    checkpoint = checkpoint if checkpoint is not None else entry.checkpoint.url
     if checkpoint is None:
         raise ValueError(
             f"entry '{entry.name}' has no published checkpoint: pass --checkpoint FILE "
             "(smoke entries: train one with `i3dbench train`, or let `i3dbench run` do it)"
         )
-    from .checkpoints import load_checkpoint
+    from .checkpoints import file_sha256, load_checkpoint, resolve
 
-    model = build_model(entry)
-    path = _local_checkpoint(checkpoint)
-    load_checkpoint(model, str(path), strict=True)
-    sha = _file_sha256(path)
+    if model is None:
+        from .models import build_model
+
+        model = build_model(entry)
+    path = resolve(checkpoint)  # a URL is downloaded into the cache (and hash-checked) once
+    load_checkpoint(model, path, strict=True)
+    sha = file_sha256(path)
     return model, sha, sha
-
-
-def _local_checkpoint(checkpoint) -> Path:
-    text = str(checkpoint)
-    if re.match(r"^https?://", text):
-        from .checkpoints import download
-
-        return Path(download(text))
-    path = Path(text)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist; pass a .pth file or an http(s) URL")
-    return path
-
-
-def _file_sha256(path: Path) -> str:
-    try:
-        from .checkpoints import file_sha256
-
-        return file_sha256(path)
-    except ImportError:  # checkpoints module not there: hash it here
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        return h.hexdigest()
 
 
 def _collate(batch):

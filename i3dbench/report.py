@@ -47,6 +47,13 @@ def fmt_num(value, digits: int = 2) -> str:
     return f"{value:.{digits}f}"
 
 
+def fmt_speed(value) -> str:
+    """video/s over four orders of magnitude (0.0213 on a CPU, 412.5 on a GPU): 3 significant digits."""
+    if value is None:
+        return MISSING
+    return f"{value:.3g}" if value < 100 else f"{value:.1f}"
+
+
 def fmt_ci(value, ci, digits: int = 2) -> str:
     """``value ± half-width`` of a [low, high] interval (``value`` alone without an interval)."""
     if value is None:
@@ -271,8 +278,8 @@ def zoo_table_markdown(tables: Tables) -> str:
             fmt_ci(r["top5"], [r["top5_ci_low"], r["top5_ci_high"]]),
             fmt_delta(r["delta_top1"]),
             fmt_verdict(r["within_tolerance"]),
-            fmt_num(r["published_video_per_s"]),
-            fmt_num(bench["video_per_s"]) if bench and bench["video_per_s"] is not None else MISSING,
+            fmt_speed(r["published_video_per_s"]),
+            fmt_speed(bench["video_per_s"]) if bench else MISSING,
             (bench["device_name"] if bench and bench["video_per_s"] is not None else MISSING),
             fmt_num(r["published_gpu_mem_mb"], 0),
             mem_cell,
@@ -292,7 +299,7 @@ def performance_markdown(tables: Tables) -> str:
         p = {k: _none(v) for k, v in p.items()}
         rows.append([
             p["entry"], p["device_name"], p["protocol"],
-            fmt_num(p["published_video_per_s"]), fmt_num(p["video_per_s"]),
+            fmt_speed(p["published_video_per_s"]), fmt_speed(p["video_per_s"]),
             fmt_num(100 * p["rel_std"], 1) if p["rel_std"] is not None else MISSING,
             fmt_num(p["speed_ratio"]),
             fmt_num(p["inference_memory_mb"], 0), fmt_num(p["train_memory_mb"], 0),

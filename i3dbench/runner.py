@@ -27,7 +27,6 @@ from typing import Optional
 
 from .zoo import ZooEntry, load_zoo, load_zoos
 
-
 MIN_CPU_BENCH_S = 90.0
 
 
@@ -157,7 +156,7 @@ def run_all(
     readme=None,
     train_missing: bool = True,
     measure: bool = True,
-    num_workers: int = 1,
+    num_workers: int = 2,
     time_budget_s: float = 600.0,
 ) -> RunSummary:
     """Do everything this machine can (see the module docstring); returns what happened."""

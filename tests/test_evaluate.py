@@ -236,13 +236,22 @@ _DIST_SCRIPT = textwrap.dedent(
 )
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 @pytest.mark.slow
 def test_torchrun_two_ranks_shard_and_gather(tmp_path):
     script = tmp_path / "dist_eval.py"
     script.write_text(_DIST_SCRIPT.format(tests=str(Path(__file__).parent), tmp=str(tmp_path / "dist")))
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
     out = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517", str(script)],
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
+         str(script)],
         env=env, capture_output=True, text=True, timeout=120, check=False,
     )
     assert out.returncode == 0, out.stderr[-3000:]

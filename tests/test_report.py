@@ -19,6 +19,7 @@ from i3dbench.records import Conditions, make_record, write_record
 from i3dbench.report import (
     fmt_ci,
     fmt_delta,
+    fmt_speed,
     render_report,
     update_readme_block,
     zoo_table_markdown,
@@ -81,6 +82,7 @@ def test_formatting():
     assert fmt_ci(72.5, [71.9, 73.1]) == "72.50 ± 0.60"
     assert fmt_ci(None, None) == "—" and fmt_ci(3.0, None) == "3.00"
     assert fmt_delta(-0.18) == "-0.18" and fmt_delta(0.4) == "+0.40"
+    assert fmt_speed(0.021345) == "0.0213" and fmt_speed(1.7) == "1.7" and fmt_speed(412.54) == "412.5"
 
 
 def test_zoo_table_matches_golden(rendered):
