@@ -247,6 +247,7 @@ class ThroughputResult:
     peak_memory: dict  # MemoryProbe.stop() of the whole loop
     oom_backoffs: list[int] = field(default_factory=list)  # views-per-forward that ran out of memory
     wall_s: float = 0.0
+    chunk_times_s: list[float] = field(default_factory=list)  # per forward, when a step has several
     weights: str = "random"
 
     @property
@@ -261,6 +262,11 @@ class ThroughputResult:
         """The record's bench metrics (see records.py): speed, its noise, and loop peak memory."""
         s = self.stats
         per_video = [t / self.videos_per_iteration for t in self.times_s]
+        # Noise: the spread of per-iteration times; with a single timed iteration made of several
+        # equal forwards, the spread of those forwards (rel_std_basis says which).
+        rel_std, basis = s.rel_std, "iteration"
+        if s.n < 2 and len(self.chunk_times_s) >= 2:
+            rel_std, basis = summarize_times(self.chunk_times_s).rel_std, "forward"
         # MMAction2's printout: timed videos / (sum of times + the last time again).
         mm_formula = s.n * s.videos_per_iteration / (s.total_s + self.times_s[-1])
         return {
@@ -269,7 +275,8 @@ class ThroughputResult:
             "latency_ms": 1000.0 * statistics.fmean(per_video),
             "latency_median_ms": 1000.0 * statistics.median(per_video),
             "latency_std_ms": 1000.0 * (statistics.stdev(per_video) if len(per_video) > 1 else 0.0),
-            "rel_std": s.rel_std,
+            "rel_std": rel_std,
+            "rel_std_basis": basis,
             "n_timed": s.n,
             "videos_timed": s.n * s.videos_per_iteration,
             "peak_memory_mb": self.peak_memory.get("peak_mb"),
@@ -433,24 +440,35 @@ def _fast(entry, model, dev, cfg, n_videos, n_warm, views, shape, gen, probe, ba
             t = torch.randint(0, 256, (b * views,) + shape, dtype=torch.uint8, generator=gen)
             pool.append(t.pin_memory() if pin else t)
 
+        sync = _sync(dev)
+        chunk_times: list[list[float]] = []
+
         def step(i: int):
             vids = pool[i % len(pool)]
-            scores = torch.cat([fm(vids[s : s + chunk]) for s in range(0, vids.shape[0], chunk)])
-            return _average(scores, b, entry.test.average_clips).cpu().numpy()
+            outs, ts = [], []
+            for s in range(0, vids.shape[0], chunk):
+                t0 = time.perf_counter()
+                outs.append(fm(vids[s : s + chunk]))
+                if chunk < vids.shape[0]:  # several forwards per step: time each (noise estimate)
+                    sync()
+                    ts.append(time.perf_counter() - t0)
+            chunk_times.append(ts)
+            return _average(torch.cat(outs), b, entry.test.average_clips).cpu().numpy()
 
         # Prime: one untimed forward of one chunk creates the kernels for the chunk's shape (and
         # compiles, if asked), so that even warmup=0 does not time first-call costs.
         fm(pool[0][:chunk])
-        times = timed_loop(step, steps, warm_steps, sync=_sync(dev), progress=progress, desc=f"{entry.name} fast")
-        return times, b, chunk, steps * b, warm_steps * b
+        times = timed_loop(step, steps, warm_steps, sync=sync, progress=progress, desc=f"{entry.name} fast")
+        timed_chunks = [t for ts in chunk_times[warm_steps:] for t in ts]
+        return times, b, chunk, steps * b, warm_steps * b, timed_chunks
 
-    (times, b, chunk, n_done, warm_done), _, failed = run_with_oom_backoff(attempt, vpf0, min_batch=1)
+    (times, b, chunk, n_done, warm_done, chunk_s), _, failed = run_with_oom_backoff(attempt, vpf0, min_batch=1)
     cond = fm.conditions()
     cond.update(no_grad=False, input_dtype="uint8", normalize_on_device=True, pinned_memory=pin, primed=True)
     return ThroughputResult(
         entry=entry.name, device=str(dev), protocol="fast", num_videos=n_done, warmup=warm_done,
         videos_per_iteration=b, views_per_video=views, views_per_forward=chunk, view_shape=shape,
-        times_s=times, conditions=cond, peak_memory=probe.stop(), oom_backoffs=failed,
+        times_s=times, conditions=cond, peak_memory=probe.stop(), oom_backoffs=failed, chunk_times_s=chunk_s,
     )
 
 
@@ -591,6 +609,7 @@ def _record(entry: ZooEntry, device: torch.device, tp: ThroughputResult | None, 
         metrics.update(tp.metrics())
         ext.update(
             times_s=tp.times_s,
+            chunk_times_s=tp.chunk_times_s,
             num_videos=tp.num_videos,
             warmup_videos=tp.warmup,
             videos_per_iteration=tp.videos_per_iteration,
@@ -683,7 +702,7 @@ def measure_zoo_cpu(
     *,
     budget_s: float = 180.0,
     protocol: str = "fast",
-    num_videos: int = 2,
+    num_videos: int = 1,
     warmup: int = 0,
     views_per_forward: int | None = 10,
     train_memory: bool = True,
@@ -701,8 +720,8 @@ def measure_zoo_cpu(
 
     Order of work: throughput (``protocol``, ``num_videos`` with ``warmup`` untimed, peak RSS
     of the loop; ``fast`` runs ``views_per_forward`` views per forward and primes the kernels
-    with one untimed forward of that size, which is what makes ``warmup=0`` honest and keeps a
-    group at ~2 videos of compute) for every group first, then training-step memory (batch 8, one step) for as
+    with one untimed forward of that size, which is what makes ``warmup=0`` honest; with one
+    timed video, the noise estimate ``rel_std`` comes from its 3 forwards) for every group first, then training-step memory (batch 8, one step) for as
     many groups as the remaining budget allows, estimated from the time the previous groups
     took. What was skipped for lack of budget is written in the record (``extra["skipped"]``),
     never filled in. Used by `i3dbench run` (the embedded default).

@@ -40,9 +40,9 @@ import resource
 import sys
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -572,16 +572,61 @@ def train(
             dist.destroy_process_group()
 
 
+@dataclass
+class _Progress:
+    """Where a run is; saved in every checkpoint (``train_state``) and restored on resume."""
+
+    epoch: int = 0  # epochs completed
+    iter: int = 0  # optimizer steps completed
+    wall_time_s: float = 0.0  # up to the last checkpoint, all sessions
+    best: dict = field(default_factory=lambda: {"top1": None, "top5": None, "epoch": None})
+    last_val: dict = field(default_factory=dict)  # the latest validation (fractions)
+
+
+@dataclass
+class _Run:
+    """The pieces of one training run, so the loop's helpers take one argument."""
+
+    entry: ZooEntry
+    info: DistInfo
+    work_dir: Path
+    log: _Logger
+    model: nn.Module  # unwrapped: what checkpoints hold
+    ddp_model: nn.Module  # DDP-wrapped when distributed, else the model
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.MultiStepLR
+    scaler: torch.amp.GradScaler
+    amp: Optional[str]
+    train_set: Any
+    train_sampler: DistributedSampler
+    val_loader: Optional[DataLoader]
+    videos_per_gpu: int
+    epochs: int
+    iters_per_epoch: int
+    max_iters: Optional[int]
+    log_interval: int
+    num_workers: int
+    seed: int
+    lr: float
+
+    def autocast(self):
+        if self.amp is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.info.device.type, dtype=AMP_DTYPES[self.amp])
+
+    @property
+    def total_iters(self) -> int:
+        n = self.iters_per_epoch * self.epochs
+        return n if self.max_iters is None else min(n, self.max_iters)
+
+
 def _train(entry, info, data_root, ann_file, work_dir, resume, val_ann_file, val_data_root, videos_per_gpu,
            epochs, lr, amp, init, seed, deterministic, num_workers, max_iters, log_interval, decoder,
            records_dir, write_record_file) -> TrainResult:
-    from .checkpoints import file_sha256, save_checkpoint
-    from .data.dataset import build_dataset
-    from .data.transforms import normalize
+    from .checkpoints import file_sha256
 
     recipe = entry.recipe
     vpg = int(videos_per_gpu or recipe.videos_per_gpu)
-    total_epochs = int(epochs or recipe.epochs)
     total_batch = vpg * info.world_size
     base_lr = float(lr) if lr is not None else scaled_lr(entry, total_batch)
     if info.is_main:
@@ -589,228 +634,73 @@ def _train(entry, info, data_root, ann_file, work_dir, resume, val_ann_file, val
     _barrier(info)
     log = _Logger(work_dir, info)
 
-    # ---- resume point (found before anything is written, so a fresh run can clear the log)
-    resume_path: Optional[Path] = None
-    ckpt: Optional[dict] = None
-    if resume == "auto":
-        found = _newest_checkpoint(work_dir)
-        if found:
-            resume_path, ckpt = found
-    elif resume:
-        resume_path = Path(resume)
-        if not resume_path.is_file():
-            raise FileNotFoundError(f"--resume {resume}: no such checkpoint")
-        try:
-            ckpt = _read_resume_file(resume_path)
-        except ValueError as err:
-            raise ValueError(f"--resume {resume_path}: {err}") from None
-    if resume_path is None and info.is_main:
+    # The resume point is found before anything is written, so that a fresh run can clear the logs.
+    resume_path, ckpt = _find_resume(resume, work_dir)
+    if ckpt is None and info.is_main:
         for name in (LOG_JSON, TEXT_LOG):
             with contextlib.suppress(FileNotFoundError):
                 (work_dir / name).unlink()
-
     data_root, ann_file, val_data_root, val_ann_file = _resolve_data(entry, data_root, ann_file, val_data_root, val_ann_file, info)
 
     set_random_seed(seed, deterministic)
-    model, init_desc = build_train_model(entry, seed, init if resume_path is None else "none")
-    model.to(info.device)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(params, lr=base_lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(recipe.milestones), gamma=recipe.gamma)
-    amp_dtype = AMP_DTYPES.get(amp) if amp else None
-    scaler = torch.amp.GradScaler(info.device.type, enabled=amp == "fp16")
-
-    def amp_ctx():
-        if amp_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=info.device.type, dtype=amp_dtype)
-
-    # ---- state restored from a checkpoint
-    start_epoch, global_iter, wall_before, best = 0, 0, 0.0, {"top1": None, "top5": None, "epoch": None}
-    history: dict = {}
+    run, init_desc = _build_run(entry, info, work_dir, log, init if ckpt is None else "none", base_lr, amp, vpg,
+                     int(epochs or recipe.epochs), data_root, ann_file, val_data_root, val_ann_file, decoder,
+                     num_workers, seed, max_iters, log_interval)
+    progress = _Progress()
     if ckpt is not None:
-        model.load_state_dict(ckpt["state_dict"], strict=True)
-        state = ckpt["train_state"]
-        optimizer.load_state_dict(ckpt["optimizer"])
-        _load_scheduler_state(scheduler, ckpt["scheduler"])
-        if "scaler" in ckpt and scaler.is_enabled():
-            scaler.load_state_dict(ckpt["scaler"])
-        start_epoch, global_iter = int(state["epoch"]), int(state["iter"])
-        wall_before = float(state.get("wall_time_s", 0.0))
-        best = dict(state.get("best", best))
-        history = dict(state.get("last_val", {}))
-        rngs = ckpt["rng"]
-        if len(rngs) != info.world_size:
-            log.text(f"resume: checkpoint has RNG states of {len(rngs)} ranks, this run has {info.world_size}; "
-                     "ranks reuse them modulo, so the run continues but is not bitwise that of the original")
-        _set_rng_state(rngs[info.rank % len(rngs)])
-        log.truncate_after(start_epoch)
+        progress = _restore(run, ckpt)
+        log.truncate_after(progress.epoch)
 
-    ddp_model = model
-    if info.distributed:
-        ddp_model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[info.device.index] if info.device.type == "cuda" else None
-        )
-
-    # ---- data
-    train_set = build_dataset(entry, "train", data_root, ann_file, decoder=decoder, seed=seed)
-    train_sampler = DistributedSampler(train_set, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=seed, drop_last=False)
-    val_loader = None
-    if val_ann_file is not None:
-        val_set = build_dataset(entry, "val", val_data_root, val_ann_file, decoder=decoder)
-        val_sampler = DistributedSampler(val_set, num_replicas=info.world_size, rank=info.rank, shuffle=False)
-        val_loader = _loader(val_set, vpg, val_sampler, num_workers, info.device.type == "cuda", seed)
-    iters_per_epoch = math.ceil(len(train_sampler) / vpg)
-    total_iters = iters_per_epoch * total_epochs
-    if max_iters is not None:
-        total_iters = min(total_iters, max_iters)
-
-    # ---- meta line
     memory_kind = "cuda_max_memory_allocated" if info.device.type == "cuda" else "cpu_peak_rss"
-    scaling = (
-        f"lr {base_lr:g} given by the user"
-        if lr is not None
-        else (f"linear scaling rule: lr {recipe.lr:g} x total batch {total_batch} / {recipe.base_batch_size} = {base_lr:g}"
-              if total_batch != recipe.base_batch_size else f"lr {base_lr:g} (recipe; total batch {total_batch} = base)")
-    )
-    meta = {
-        "env_info": _env_info(info),
-        "seed": seed,
-        "exp_name": entry.name,
-        "config": entry.config,
-        "entry": entry.name,
-        "world_size": info.world_size,
-        "videos_per_gpu": vpg,
-        "total_batch": total_batch,
-        "lr": base_lr,
-        "lr_rule": scaling,
-        "recipe": asdict(recipe),
-        "epochs": total_epochs,
-        "amp": amp or "fp32",
-        "deterministic": deterministic,
-        "init": init_desc if resume_path is None else f"resumed from {resume_path}",
-        "memory_kind": memory_kind,
-        "memory_unit": "MiB",
-        "train_videos": len(train_set),
-        "val_videos": len(val_loader.dataset) if val_loader is not None else 0,
+    lr_rule = _lr_rule(entry, base_lr, total_batch, lr is not None)
+    if ckpt is not None:
+        init_desc = f"resumed from {resume_path} (epoch {progress.epoch})"
+    log.json({
+        "env_info": _env_info(info), "seed": seed, "exp_name": entry.name, "config": entry.config,
+        "entry": entry.name, "world_size": info.world_size, "videos_per_gpu": vpg, "total_batch": total_batch,
+        "lr": base_lr, "lr_rule": lr_rule, "recipe": asdict(recipe), "epochs": run.epochs, "amp": amp or "fp32",
+        "deterministic": deterministic, "init": init_desc, "memory_kind": memory_kind, "memory_unit": "MiB",
+        "train_videos": len(run.train_set), "val_videos": len(run.val_loader.dataset) if run.val_loader else 0,
         "time": datetime.datetime.now().isoformat(timespec="seconds"),
-    }
-    log.json(meta)
-    log.text(f"training {entry.name}: world size {info.world_size}, {vpg} videos/GPU, {scaling}; "
-             f"{total_epochs} epochs x {iters_per_epoch} iters; amp={amp or 'fp32'}; init: {meta['init']}; "
+    })
+    log.text(f"training {entry.name}: world size {info.world_size}, {vpg} videos/GPU, {lr_rule}; "
+             f"{run.epochs} epochs x {run.iters_per_epoch} iters; amp={amp or 'fp32'}; init: {init_desc}; "
              f"memory = {memory_kind}")
 
-    # ---- loop
-    t_start = time.perf_counter()
-    iters_this_session = 0
-    epochs_done = start_epoch
+    clock = _Clock(progress.iter, progress.wall_time_s)
     last_ckpt: Optional[Path] = None
-    stopped = False
-    for epoch in range(start_epoch, total_epochs):
-        if max_iters is not None and global_iter >= max_iters:
-            stopped = True
+    for epoch in range(progress.epoch, run.epochs):
+        if max_iters is not None and progress.iter >= max_iters:
             break
-        ddp_model.train()
-        train_sampler.set_epoch(epoch)
-        train_set.set_epoch(epoch)
-        loader = _loader(train_set, vpg, train_sampler, num_workers, info.device.type == "cuda", seed * 1000003 + epoch)
-        window: dict[str, list[float]] = {k: [] for k in ("loss_cls", "top1_acc", "top5_acc", "time", "data_time")}
-        t_iter = time.perf_counter()
-        for inner, (views, labels, _index) in enumerate(loader):
-            data_time = time.perf_counter() - t_iter
-            v = views.shape[1]
-            x = normalize(views.flatten(0, 1), entry.data.mean, entry.data.std, device=info.device)
-            y = labels.to(info.device).repeat_interleave(v)
-            with amp_ctx():
-                logits = ddp_model(x)
-            loss = F.cross_entropy(logits.float(), y)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if recipe.grad_clip:
-                scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(params, max_norm=recipe.grad_clip, norm_type=2)
-            scaler.step(optimizer)
-            scaler.update()
-            global_iter += 1
-            iters_this_session += 1
-
-            with torch.no_grad():
-                top5 = logits.detach().float().topk(min(5, logits.shape[1]), dim=1).indices
-                hit = top5 == y[:, None]
-                window["top1_acc"].append(hit[:, 0].float().mean().item())
-                window["top5_acc"].append(hit.any(1).float().mean().item())
-            window["loss_cls"].append(loss.item())
-            window["data_time"].append(data_time)
-            window["time"].append(time.perf_counter() - t_iter)
-
-            last = inner + 1 == iters_per_epoch or (max_iters is not None and global_iter >= max_iters)
-            if (inner + 1) % log_interval == 0 or last:
-                _log_train(log, window, info, epoch, inner, iters_per_epoch, optimizer, global_iter, total_iters,
-                           iters_this_session, time.perf_counter() - t_start)
-                window = {k: [] for k in window}
-            t_iter = time.perf_counter()
-            if max_iters is not None and global_iter >= max_iters:
-                stopped = True
-                break
-        if stopped:
-            break
-        scheduler.step()
-        done = epochs_done = epoch + 1
-
+        if not _train_epoch(run, epoch, progress, clock):
+            break  # max_iters reached inside the epoch: no scheduler step, validation or checkpoint
+        run.scheduler.step()
+        progress.epoch = done = epoch + 1
         # Validation comes before the checkpoint: it draws no random numbers, and the
-        # checkpoint then stores the RNG states the next epoch starts from.
-        if val_loader is not None and (done % recipe.val_interval == 0 or done == total_epochs):
-            res = _validate(ddp_model, val_loader, entry, info, amp_ctx)
-            history = {"epoch": done, **res}
-            if best["top1"] is None or res["top1_acc"] * 100 > best["top1"]:
-                best = {"top1": res["top1_acc"] * 100, "top5": res["top5_acc"] * 100, "epoch": done}
-            log.json({"mode": "val", "epoch": done, "iter": len(val_loader), "lr": optimizer.param_groups[0]["lr"],
-                      "top1_acc": res["top1_acc"], "top5_acc": res["top5_acc"],
-                      "mean_class_accuracy": res["mean_class_accuracy"]})
-            log.text(f"Epoch(val) [{done}][{res['num_videos']} videos] top1_acc: {res['top1_acc']:.4f}, "
-                     f"top5_acc: {res['top5_acc']:.4f}, mean_class_accuracy: {res['mean_class_accuracy']:.4f}")
+        # checkpoint then holds the RNG states the next epoch starts from.
+        if run.val_loader is not None and (done % recipe.val_interval == 0 or done == run.epochs):
+            _validate_and_log(run, progress)
+        if done % recipe.checkpoint_interval == 0 or done == run.epochs:
+            progress.wall_time_s = clock.wall_before + clock.elapsed()
+            last_ckpt = _save(run, progress)
 
-        if done % recipe.checkpoint_interval == 0 or done == total_epochs:
-            rngs = _gather_objects(_rng_state(), info)
-            if info.is_main:
-                path = work_dir / f"epoch_{done}.pth"
-                wall = wall_before + time.perf_counter() - t_start
-                save_checkpoint(
-                    path,
-                    model,
-                    meta={"epoch": done, "iter": global_iter, "seed": seed, "exp_name": entry.name,
-                          "config": entry.config, "time": time.asctime()},
-                    extra={
-                        "optimizer": optimizer.state_dict(),
-                        "scheduler": _scheduler_state(scheduler),
-                        **({"scaler": scaler.state_dict()} if scaler.is_enabled() else {}),
-                        "rng": rngs,
-                        "train_state": {"epoch": done, "iter": global_iter, "wall_time_s": wall, "best": best,
-                                        "last_val": history, "seed": seed, "world_size": info.world_size,
-                                        "videos_per_gpu": vpg, "lr": base_lr},
-                    },
-                )
-                _atomic_symlink(path.name, work_dir / LATEST)
-                log.text(f"saved checkpoint {path}")
-            last_ckpt = work_dir / f"epoch_{done}.pth"
-            _barrier(info)
-
-    wall = wall_before + time.perf_counter() - t_start
+    wall = clock.wall_before + clock.elapsed()
     peak = _peak_memory_mb(info)
     latest = work_dir / LATEST
     ckpt_path = latest if latest.exists() else None
     sha = file_sha256(latest.resolve()) if ckpt_path is not None else None
+    val = progress.last_val
     result = TrainResult(
         work_dir=work_dir,
         checkpoint=ckpt_path,
         checkpoint_sha256=sha,
-        epochs=epochs_done,
-        iters=global_iter,
-        final_top1=history["top1_acc"] * 100 if history else None,
-        final_top5=history["top5_acc"] * 100 if history else None,
-        best_top1=best["top1"],
-        best_top5=best["top5"],
-        best_epoch=best["epoch"],
+        epochs=progress.epoch,
+        iters=progress.iter,
+        final_top1=val["top1_acc"] * 100 if val else None,
+        final_top5=val["top5_acc"] * 100 if val else None,
+        best_top1=progress.best["top1"],
+        best_top5=progress.best["top5"],
+        best_epoch=progress.best["epoch"],
         wall_time_s=wall,
         peak_memory_mb=peak,
         memory_kind=memory_kind,
@@ -823,27 +713,207 @@ def _train(entry, info, data_root, ann_file, work_dir, resume, val_ann_file, val
     log.text(f"done: {result.epochs} epochs, {result.iters} iters, wall {wall:.1f} s, peak memory {peak} MiB "
              f"({memory_kind}), final val top1 {result.final_top1}, checkpoint {ckpt_path} sha256 {sha}")
     if info.is_main and write_record_file:
-        result = replace(result, record_path=_write_train_record(entry, result, info, amp, decoder, records_dir, last_ckpt))
+        result = replace(result, record_path=_write_train_record(entry, result, info, amp, run.train_set.decoder,
+                                                                 records_dir, last_ckpt))
         log.text(f"record: {result.record_path}")
     return result
 
 
-def _log_train(log: _Logger, window: dict, info: DistInfo, epoch: int, inner: int, iters_per_epoch: int,
-               optimizer, global_iter: int, total_iters: int, session_iters: int, elapsed: float) -> None:
-    """One MMAction2 train line: window means, all-reduced over ranks (as mmcv's log vars)."""
-    keys = ("loss_cls", "top1_acc", "top5_acc", "time", "data_time")
-    means = _all_mean([float(np.mean(window[k])) for k in keys], info)
-    vals = dict(zip(keys, means))
-    mem = _peak_memory_mb(info)
-    lr = optimizer.param_groups[0]["lr"]
-    eta = elapsed / max(session_iters, 1) * (total_iters - global_iter)
-    log.json({"mode": "train", "epoch": epoch + 1, "iter": inner + 1, "lr": lr, "memory": mem,
-              "data_time": vals["data_time"], "time": vals["time"], "loss_cls": vals["loss_cls"],
-              "loss": vals["loss_cls"], "top1_acc": vals["top1_acc"], "top5_acc": vals["top5_acc"]})
-    log.text(f"Epoch [{epoch + 1}][{inner + 1}/{iters_per_epoch}]\tlr: {lr:.3e}, eta: {_fmt_eta(eta)}, "
-             f"time: {vals['time']:.3f}, data_time: {vals['data_time']:.3f}, memory: {mem}, "
-             f"top1_acc: {vals['top1_acc']:.4f}, top5_acc: {vals['top5_acc']:.4f}, "
-             f"loss_cls: {vals['loss_cls']:.4f}, loss: {vals['loss_cls']:.4f}")
+def _find_resume(resume: Optional[str], work_dir: Path) -> tuple[Optional[Path], Optional[dict]]:
+    """``(path, checkpoint)`` to resume from, or ``(None, None)`` for a fresh run."""
+    if resume == "auto":
+        return _newest_checkpoint(work_dir) or (None, None)
+    if not resume:
+        return None, None
+    path = Path(resume)
+    if not path.is_file():
+        raise FileNotFoundError(f"--resume {resume}: no such checkpoint")
+    try:
+        return path, _read_resume_file(path)
+    except ValueError as err:
+        raise ValueError(f"--resume {path}: {err}") from None
+
+
+def _build_run(entry, info, work_dir, log, init, lr, amp, vpg, epochs, data_root, ann_file, val_data_root,
+               val_ann_file, decoder, num_workers, seed, max_iters, log_interval) -> tuple[_Run, str]:
+    """Model (seeded, initialised), optimizer, scheduler, data; the model wrapped in DDP if distributed.
+
+    Returns the run and a description of the model's initialisation for the log.
+    """
+    from .data.dataset import build_dataset
+
+    recipe = entry.recipe
+    model, init_desc = build_train_model(entry, seed, init)
+    model.to(info.device)
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr,
+                                momentum=recipe.momentum, weight_decay=recipe.weight_decay)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(recipe.milestones), gamma=recipe.gamma)
+    ddp_model = model
+    if info.distributed:
+        ddp_model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[info.device.index] if info.device.type == "cuda" else None
+        )
+    # The same seed drives the data: the order of epoch e (sampler) and each item's draws.
+    train_set = build_dataset(entry, "train", data_root, ann_file, decoder=decoder, seed=seed)
+    train_sampler = DistributedSampler(train_set, num_replicas=info.world_size, rank=info.rank, shuffle=True,
+                                       seed=seed, drop_last=False)
+    val_loader = None
+    if val_ann_file is not None:
+        val_set = build_dataset(entry, "val", val_data_root, val_ann_file, decoder=decoder)
+        val_sampler = DistributedSampler(val_set, num_replicas=info.world_size, rank=info.rank, shuffle=False)
+        val_loader = _loader(val_set, vpg, val_sampler, num_workers, info.device.type == "cuda", seed)
+    run = _Run(
+        entry=entry, info=info, work_dir=work_dir, log=log, model=model, ddp_model=ddp_model, optimizer=optimizer,
+        scheduler=scheduler, scaler=torch.amp.GradScaler(info.device.type, enabled=amp == "fp16"), amp=amp,
+        train_set=train_set, train_sampler=train_sampler, val_loader=val_loader, videos_per_gpu=vpg,
+        epochs=epochs, iters_per_epoch=math.ceil(len(train_sampler) / vpg), max_iters=max_iters,
+        log_interval=log_interval, num_workers=num_workers, seed=seed, lr=lr,
+    )
+    return run, init_desc
+
+
+def _lr_rule(entry: ZooEntry, lr: float, total_batch: int, given: bool) -> str:
+    r = entry.recipe
+    if given:
+        return f"lr {lr:g} given by the user (no scaling rule)"
+    if total_batch == r.base_batch_size:
+        return f"lr {lr:g} (the recipe's; total batch {total_batch} = its base batch)"
+    return f"linear scaling rule: lr {r.lr:g} x total batch {total_batch} / {r.base_batch_size} = {lr:g}"
+
+
+class _Clock:
+    """Wall time of this session, plus what earlier sessions of a resumed run had spent."""
+
+    def __init__(self, iters_before: int, wall_before: float) -> None:
+        self.start = time.perf_counter()
+        self.iters_before = iters_before
+        self.wall_before = wall_before
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+
+def _train_epoch(run: _Run, epoch: int, progress: _Progress, clock: _Clock) -> bool:
+    """One epoch of SGD steps; False when ``max_iters`` stopped it before its end."""
+    from .data.transforms import normalize
+
+    entry, info, recipe = run.entry, run.info, run.entry.recipe
+    params = [p for g in run.optimizer.param_groups for p in g["params"]]
+    run.ddp_model.train()
+    run.train_sampler.set_epoch(epoch)
+    run.train_set.set_epoch(epoch)
+    loader = _loader(run.train_set, run.videos_per_gpu, run.train_sampler, run.num_workers,
+                     info.device.type == "cuda", run.seed * 1000003 + epoch)
+    window: dict[str, list[float]] = {k: [] for k in _WINDOW_KEYS}
+    t_iter = time.perf_counter()
+    for inner, (views, labels, _index) in enumerate(loader):
+        data_time = time.perf_counter() - t_iter
+        v = views.shape[1]
+        x = normalize(views.flatten(0, 1), entry.data.mean, entry.data.std, device=info.device)
+        y = labels.to(info.device).repeat_interleave(v)  # several clips of a video: one sample each
+        with run.autocast():
+            logits = run.ddp_model(x)
+        loss = F.cross_entropy(logits.float(), y)
+        run.optimizer.zero_grad(set_to_none=True)
+        run.scaler.scale(loss).backward()
+        if recipe.grad_clip:
+            run.scaler.unscale_(run.optimizer)
+            nn.utils.clip_grad_norm_(params, max_norm=recipe.grad_clip, norm_type=2)
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+        progress.iter += 1
+
+        with torch.no_grad():
+            top = logits.detach().float().topk(min(5, logits.shape[1]), dim=1).indices == y[:, None]
+        window["top1_acc"].append(top[:, 0].float().mean().item())
+        window["top5_acc"].append(top.any(1).float().mean().item())
+        window["loss_cls"].append(loss.item())
+        window["data_time"].append(data_time)
+        window["time"].append(time.perf_counter() - t_iter)
+
+        stop = run.max_iters is not None and progress.iter >= run.max_iters
+        if (inner + 1) % run.log_interval == 0 or inner + 1 == run.iters_per_epoch or stop:
+            _log_train(run, window, epoch, inner, progress.iter, clock)
+            window = {k: [] for k in _WINDOW_KEYS}
+        if stop:
+            return inner + 1 == run.iters_per_epoch
+        t_iter = time.perf_counter()
+    return True
+
+
+def _validate_and_log(run: _Run, progress: _Progress) -> None:
+    res = _validate(run.ddp_model, run.val_loader, run.entry, run.info, run.autocast)
+    done = progress.epoch
+    progress.last_val = {"epoch": done, **res}
+    if progress.best["top1"] is None or res["top1_acc"] * 100 > progress.best["top1"]:
+        progress.best = {"top1": res["top1_acc"] * 100, "top5": res["top5_acc"] * 100, "epoch": done}
+    run.log.json({"mode": "val", "epoch": done, "iter": len(run.val_loader),
+                  "lr": run.optimizer.param_groups[0]["lr"], "top1_acc": res["top1_acc"],
+                  "top5_acc": res["top5_acc"], "mean_class_accuracy": res["mean_class_accuracy"]})
+    run.log.text(f"Epoch(val) [{done}][{res['num_videos']} videos] top1_acc: {res['top1_acc']:.4f}, "
+                 f"top5_acc: {res['top5_acc']:.4f}, mean_class_accuracy: {res['mean_class_accuracy']:.4f}")
+
+
+def _save(run: _Run, progress: _Progress) -> Path:
+    """``epoch_N.pth`` with everything needed to resume, and ``latest.pth`` pointing at it (rank 0)."""
+    from .checkpoints import save_checkpoint
+
+    rngs = _gather_objects(_rng_state(), run.info)  # every rank's, so each resumes its own streams
+    path = run.work_dir / f"epoch_{progress.epoch}.pth"
+    if run.info.is_main:
+        save_checkpoint(
+            path,
+            run.model,
+            meta={"epoch": progress.epoch, "iter": progress.iter, "seed": run.seed, "exp_name": run.entry.name,
+                  "config": run.entry.config},
+            extra={
+                "optimizer": run.optimizer.state_dict(),
+                "scheduler": _scheduler_state(run.scheduler),
+                **({"scaler": run.scaler.state_dict()} if run.scaler.is_enabled() else {}),
+                "rng": rngs,
+                "train_state": {**asdict(progress), "world_size": run.info.world_size,
+                                "videos_per_gpu": run.videos_per_gpu, "lr": run.lr},
+            },
+        )
+        _atomic_symlink(path.name, run.work_dir / LATEST)
+        run.log.text(f"saved checkpoint {path}")
+    _barrier(run.info)
+    return path
+
+
+def _restore(run: _Run, ckpt: dict) -> _Progress:
+    """Load model, optimizer, scheduler, scaler and this rank's RNG states; return the progress."""
+    run.model.load_state_dict(ckpt["state_dict"], strict=True)
+    run.optimizer.load_state_dict(ckpt["optimizer"])
+    _load_scheduler_state(run.scheduler, ckpt["scheduler"])
+    if "scaler" in ckpt and run.scaler.is_enabled():
+        run.scaler.load_state_dict(ckpt["scaler"])
+    rngs, info = ckpt["rng"], run.info
+    if len(rngs) != info.world_size:
+        run.log.text(f"resume: the checkpoint has RNG states of {len(rngs)} ranks, this run has {info.world_size}; "
+                     "ranks reuse them modulo: the run continues, but not bitwise as the original would have")
+    _set_rng_state(rngs[info.rank % len(rngs)])
+    known = {f.name for f in fields(_Progress)}
+    return _Progress(**{k: v for k, v in ckpt["train_state"].items() if k in known})
+
+
+_WINDOW_KEYS = ("loss_cls", "top1_acc", "top5_acc", "time", "data_time")
+
+
+def _log_train(run: _Run, window: dict, epoch: int, inner: int, global_iter: int, clock: _Clock) -> None:
+    """One MMAction2 train line: means over the window, averaged over ranks (as mmcv's log vars)."""
+    means = dict(zip(_WINDOW_KEYS, _all_mean([float(np.mean(window[k])) for k in _WINDOW_KEYS], run.info)))
+    mem = _peak_memory_mb(run.info)
+    lr = run.optimizer.param_groups[0]["lr"]
+    session_iters = max(global_iter - clock.iters_before, 1)
+    eta = clock.elapsed() / session_iters * (run.total_iters - global_iter)
+    run.log.json({"mode": "train", "epoch": epoch + 1, "iter": inner + 1, "lr": lr, "memory": mem,
+                  "data_time": means["data_time"], "time": means["time"], "loss_cls": means["loss_cls"],
+                  "loss": means["loss_cls"], "top1_acc": means["top1_acc"], "top5_acc": means["top5_acc"]})
+    run.log.text(f"Epoch [{epoch + 1}][{inner + 1}/{run.iters_per_epoch}]\tlr: {lr:.3e}, eta: {_fmt_eta(eta)}, "
+                 f"time: {means['time']:.3f}, data_time: {means['data_time']:.3f}, memory: {mem}, "
+                 f"top1_acc: {means['top1_acc']:.4f}, top5_acc: {means['top5_acc']:.4f}, "
+                 f"loss_cls: {means['loss_cls']:.4f}, loss: {means['loss_cls']:.4f}")
 
 
 def _write_train_record(entry, result: TrainResult, info: DistInfo, amp, decoder, records_dir, last_ckpt) -> Path:

@@ -98,12 +98,22 @@ def test_fast_protocol_backs_off_views_per_forward_on_oom():
 
 def test_fast_protocol_batches_videos_when_asked():
     entry = get_entry(SMOKE)
-    model = Counting(build_model(SMOKE).eval())
+    model = build_model(SMOKE).eval()
     r = M.measure_throughput(entry, protocol="fast", num_videos=6, warmup=2, model=model, batch_videos=2,
                              config=FastConfig(), progress=False)
     assert r.videos_per_iteration == 2 and r.views_per_forward == 12
     assert r.stats.n == 2 and r.warmup == 2 and r.num_videos == 6
     assert r.metrics()["videos_timed"] == 4
+
+
+def test_one_chunked_video_takes_its_noise_from_the_forwards():
+    entry = get_entry(SMOKE)
+    r = M.measure_throughput(entry, protocol="fast", num_videos=1, warmup=0, model=build_model(SMOKE).eval(),
+                             views_per_forward=2, config=FastConfig(), progress=False)
+    assert r.stats.n == 1 and len(r.chunk_times_s) == 3  # 6 views in forwards of 2
+    m = r.metrics()
+    assert m["rel_std_basis"] == "forward" and m["rel_std"] == pytest.approx(M.summarize_times(r.chunk_times_s).rel_std)
+    assert sum(r.chunk_times_s) <= r.times_s[0]
 
 
 def test_peak_rss_sees_a_temporary_allocation():
