@@ -623,7 +623,7 @@ def _record(entry: ZooEntry, device: torch.device, tp: ThroughputResult | None, 
         ext["memory_kind"] = mem.kind
         ext["memory"] = {
             "inference_mb": mem.inference_mb,
-            "inference_protocol": "published (1 video, fp32)",
+            "inference_protocol": "published (1 video, fp32)" if mem.inference_mb is not None else None,
             "train_mb": mem.train_mb,
             "train_batch": mem.train_batch,
             "train_steps": mem.train_steps,

@@ -15,20 +15,22 @@ randomised so folding has work to do). Variants:
 
 The machine may be shared, so timings are interleaved: each round runs every variant once,
 in a rotating order, and the ratio is taken per round (MMAction2 time / variant time) and
-then the median over rounds. pytest-benchmark times the whole round; the per-variant times,
-ratios and agreement go to its ``extra_info`` (and so into ``--benchmark-json``), and to
-``<results-dir>/perf/speed_vs_mmaction2.json``.
+then the median over rounds. pytest-benchmark times the whole round; the per-variant times
+and ratios go to its ``extra_info`` (and so into ``--benchmark-json``); everything, agreement
+included, to ``<results-dir>/perf/speed_vs_mmaction2.json`` (and a markdown table next to it).
 
-Agreement: on the synthetic val set (the entry's val pipeline: 1 clip, centre crop 224), the
-fast variants' argmax vs our fp32's, and top-1 against the labels. A random 400-way head
-predicts one class for every video, so the same architecture gets a linear-probe head fitted
-(ridge regression, fp32) on the synthetic train videos' backbone features; see
-``test_speed_fast_path_agreement``. MMAction2 fp32 vs ours fp32 is checked on the timing view. ``test_speed_summary`` prints one table with the model ratios
-and, when ``test_pipeline_speed`` ran in the same session, the data pipeline's ratio.
+Agreement (argmax vs our fp32, and top-1; goals >= 99.5 % and within 0.3 points) on the
+synthetic val set: for the full-size entry with a trained checkpoint when one is at hand
+(asserted), else with random weights (reported; see ``test_speed_fast_path_agreement`` for
+why that cannot be asserted, and what is); and for the trained smoke I3D, bf16 forced, with
+its full test protocol (asserted). MMAction2 fp32 vs ours fp32 is checked on the timing view.
+``test_speed_summary`` prints one table with the model ratios and, when
+``test_pipeline_speed`` ran in the same session, the data pipeline's ratio.
 
 Environment: ``I3DBENCH_SPEED_ROUNDS`` (default 7), ``I3DBENCH_AGREE_VIDEOS`` (default: all
 64 synthetic val videos), ``I3DBENCH_PROBE_VIDEOS`` (train videos for the probe, default 64),
-``I3DBENCH_SPEED_COMPILE=0`` to leave out the compiled variant.
+``I3DBENCH_SPEED_COMPILE=0`` to leave out the compiled variant, ``I3DBENCH_AGREE_CHECKPOINT``
+(a trained checkpoint of the full-size entry), ``I3DBENCH_SMOKE_CHECKPOINT`` (of the smoke entry).
 """
 
 from __future__ import annotations
@@ -231,19 +233,39 @@ def _fit_probe_head(head: torch.nn.Linear, feats: torch.Tensor, labels: torch.Te
         head.bias[:classes] = (1.0 / classes - mu @ w).to(head.bias)
 
 
-def test_speed_fast_path_agreement(request, capsys, twin_models, variants, device):
-    """Argmax agreement and top-1 of the fast variants vs our fp32 on the synthetic val set.
+def _full_size_checkpoint(entry):
+    """A trained checkpoint of the entry if one is at hand without a download:
+    ``$I3DBENCH_AGREE_CHECKPOINT`` or the published file already in the checkpoint cache."""
+    from i3dbench.checkpoints import checkpoint_cache_dir
 
-    With random weights the 400-way argmax is the same class for every video (checked and
-    reported), which would make agreement trivially 100 %. So the timed architecture gets a
-    linear-probe head: ridge regression of fp32 backbone features of the synthetic *train*
-    videos onto their labels; the backbone stays random. Agreement and top-1 are then measured
-    on the *val* videos, whose argmax varies and carries information. Same pipeline as the
-    entry's val protocol (1 clip, centre crop 224), features averaged over views.
+    if os.environ.get("I3DBENCH_AGREE_CHECKPOINT"):
+        return Path(os.environ["I3DBENCH_AGREE_CHECKPOINT"])
+    url = entry.checkpoint.url
+    cached = checkpoint_cache_dir() / url.rsplit("/", 1)[-1] if url else None
+    return cached if cached is not None and cached.exists() else None
+
+
+def test_speed_fast_path_agreement(request, capsys, twin_models, variants, device):
+    """Agreement of the fast variants with our fp32 on the synthetic val set (full-size I3D).
+
+    Entry's val protocol (1 clip, centre crop 224). Which weights:
+
+    * a trained checkpoint of the entry when one is at hand (``$I3DBENCH_AGREE_CHECKPOINT`` or
+      the published file in the cache): the goals (argmax agreement >= 99.5 %, top-1 within
+      0.3 points) are asserted;
+    * otherwise the random weights of the timing test. Their 400-way argmax is one class for
+      every video (reported), so a linear-probe head is fitted (ridge regression on fp32
+      backbone features of the synthetic *train* videos) to get predictions that vary. A
+      random backbone does not separate the synthetic classes (the probe's top-1 is reported
+      next to chance), so its decisions sit within rounding noise and their agreement is
+      reported, not asserted. What is asserted is the numerical closeness that decides
+      agreement for a trained model: the fast path's pooled-feature error is small against
+      how much the features differ between videos.
     """
     import copy
 
     from i3dbench import fastpath
+    from i3dbench.checkpoints import load_checkpoint
     from i3dbench.data import synthetic
     from i3dbench.data.dataset import build_dataset
     from i3dbench.zoo import get_entry
@@ -254,71 +276,82 @@ def test_speed_fast_path_agreement(request, capsys, twin_models, variants, devic
     dev = torch.device(device)
     root = synthetic.ensure_synthetic(progress=False)
     fmt, resolution = entry.data.format, entry.data.resolution
-    train_ds = build_dataset(entry, "val", *synthetic.synthetic_paths(root, fmt, resolution, "train"), normalize=True)
     val_ds = build_dataset(entry, "val", *synthetic.synthetic_paths(root, fmt, resolution, "val"), normalize=True)
-    n_train = min(len(train_ds), int(os.environ.get("I3DBENCH_PROBE_VIDEOS", "64")))
     n_val = min(len(val_ds), int(os.environ.get("I3DBENCH_AGREE_VIDEOS", len(val_ds))))
     classes = len(synthetic.CLASSES)
-    # the train list is grouped by class: take every k-th video so all classes are in the probe set
-    step = max(1, len(train_ds) // n_train)
-    train_sub = torch.utils.data.Subset(train_ds, list(range(0, len(train_ds), step))[:n_train])
-    f_tr, y_tr = _features(ours.backbone, train_sub, len(train_sub), dev, "probe features (train)")
-    probe = copy.deepcopy(ours)
-    _fit_probe_head(probe.cls_head.fc_cls, f_tr.to(probe.cls_head.fc_cls.weight.device), y_tr, classes)
-    probe.eval()
+    model = copy.deepcopy(ours).eval()
+    ckpt = _full_size_checkpoint(entry)
+    res: dict = {"videos": n_val, "chance_top1": 100.0 / classes, "variants": {}}
+    if ckpt is not None:
+        load_checkpoint(model, ckpt)
+        res["weights"] = f"checkpoint {ckpt}"
+    else:
+        train_ds = build_dataset(entry, "val", *synthetic.synthetic_paths(root, fmt, resolution, "train"), normalize=True)
+        n_train = min(len(train_ds), int(os.environ.get("I3DBENCH_PROBE_VIDEOS", "64")))
+        step = max(1, len(train_ds) // n_train)  # the list is grouped by class: keep every class
+        train_sub = torch.utils.data.Subset(train_ds, list(range(0, len(train_ds), step))[:n_train])
+        f_tr, y_tr = _features(model.backbone, train_sub, len(train_sub), dev, "probe features (train)")
+        _fit_probe_head(model.cls_head.fc_cls, f_tr.to(model.cls_head.fc_cls.weight.device), y_tr, classes)
+        res["weights"] = f"random backbone + linear-probe head (ridge, {len(train_sub)} synthetic train videos)"
 
     cfg = fastpath.default_fast_config(dev, compile=False)
-    label = info["fast_config"]
     if dev.type == "cpu":  # the configuration the timing test chose
-        cfg = next(c for c in fastpath.cpu_candidates() if fastpath.config_label(c) == label)
-    fns = {"i3dbench fp32": None,  # computed from the shared fp32 features below
-           "i3dbench fast": fastpath.prepare_model(probe, dev, cfg)}
+        cfg = next(c for c in fastpath.cpu_candidates() if fastpath.config_label(c) == info["fast_config"])
+    fast = {"i3dbench fast": fastpath.prepare_model(model, dev, cfg)}
     if WITH_COMPILE:
-        compiled = fastpath.prepare_model(probe, dev, cfg.replace(compile=True))
-        fns["i3dbench fast+compile"] = compiled
+        fast["i3dbench fast+compile"] = fastpath.prepare_model(model, dev, cfg.replace(compile=True))
+    fast_backbone = fastpath.prepare_model(model.backbone, dev, cfg)
 
-    random_preds, labels, preds = [], [], {name: [] for name in fns}
     from tqdm import tqdm
 
+    labels, random_preds, ref, feat_ref, feat_err = [], [], [], [], []
+    preds: dict[str, list[int]] = {name: [] for name in fast}
     for i in tqdm(range(n_val), desc="agreement (synthetic val)", leave=False):
         views, y, _ = val_ds[i]
         views = views.to(dev)
         labels.append(int(y))
         with torch.no_grad():
-            feats = probe.backbone(views)  # = ours.backbone: only the heads differ
-            random_preds.append(ours.cls_head(feats).float().mean(0).argmax().item())
-            preds["i3dbench fp32"].append(probe.cls_head(feats).float().softmax(-1).mean(0).argmax().item())
-        for name, got in preds.items():
-            if name != "i3dbench fp32":
-                got.append(fns[name](views).float().softmax(-1).mean(0).argmax().item())
-    labels_t = torch.tensor(labels)
-    ref = torch.tensor(preds["i3dbench fp32"])
-    top1_ref = 100.0 * (ref == labels_t).float().mean().item()
-    res = {"videos": n_val, "probe_train_videos": len(train_sub), "chance_top1": 100.0 / classes,
-           "random_head_distinct_predictions": len(set(random_preds)),
-           "probe_distinct_predictions": int(ref.unique().numel()), "top1_fp32": top1_ref, "variants": {}}
+            feats = model.backbone(views)
+            ref.append(model.cls_head(feats).float().softmax(-1).mean(0).argmax().item())
+            random_preds.append(ours.cls_head(feats).float().mean(0).argmax().item())  # same backbone
+        pooled = feats.float().mean(dim=(2, 3, 4)).mean(0)
+        feat_ref.append(pooled.cpu())
+        feat_err.append((fast_backbone(views).mean(dim=(2, 3, 4)).mean(0) - pooled).norm().item())
+        for name, fm in fast.items():
+            preds[name].append(fm(views).softmax(-1).mean(0).argmax().item())
+    labels_t, ref_t = torch.tensor(labels), torch.tensor(ref)
+    f = torch.stack(feat_ref)
+    spread = (f - f.mean(0)).norm(dim=1).mean().item()
+    top1_ref = 100.0 * (ref_t == labels_t).float().mean().item()
+    res.update(random_head_distinct_predictions=len(set(random_preds)), distinct_predictions=int(ref_t.unique().numel()),
+               top1_fp32=top1_ref, feature_error_vs_spread=statistics.fmean(feat_err) / spread,
+               feature_error_mean=statistics.fmean(feat_err), feature_spread_mean=spread)
     for name, p in preds.items():
-        if name == "i3dbench fp32":
-            continue
         p = torch.tensor(p)
         top1 = 100.0 * (p == labels_t).float().mean().item()
-        res["variants"][name] = {"argmax_agreement_pct": 100.0 * (p == ref).float().mean().item(),
+        res["variants"][name] = {"argmax_agreement_pct": 100.0 * (p == ref_t).float().mean().item(),
                                  "top1": top1, "top1_delta_pts": top1 - top1_ref}
-    if "i3dbench fast+compile" in fns and not fns["i3dbench fast+compile"].compiled:
-        res["compile_error"] = fns["i3dbench fast+compile"].compile_error
+        if name.endswith("compile") and not fast[name].compiled:
+            res["variants"][name]["compile_error"] = fast[name].compile_error
+    asserted = ckpt is not None
+    res["goals_asserted"] = asserted
     _RESULTS["agreement"] = res
     with capsys.disabled():
-        print(f"\n[agreement] {n_val} synthetic val videos (1 view, 224). Random 400-way head: "
-              f"{res['random_head_distinct_predictions']} distinct prediction(s) (degenerate). Linear-probe head "
-              f"(ridge on {len(train_sub)} train videos, random backbone): fp32 top-1 {top1_ref:.2f}% "
-              f"(chance {100.0 / classes:.1f}%), {res['probe_distinct_predictions']} distinct predictions")
+        print(f"\n[agreement] {entry.name}, {n_val} synthetic val videos (1 view, 224), weights: {res['weights']}")
+        print(f"  the random 400-way head predicts {res['random_head_distinct_predictions']} distinct class(es); "
+              f"evaluated head: {res['distinct_predictions']} distinct, fp32 top-1 {top1_ref:.2f}% "
+              f"(chance {100.0 / classes:.1f}%)")
+        print(f"  {fastpath.config_label(cfg)} pooled-feature error = {100 * res['feature_error_vs_spread']:.2f}% "
+              "of the between-video feature spread")
         for name, v in res["variants"].items():
             print(f"  {name}: argmax agreement {v['argmax_agreement_pct']:.2f}% (goal >= {GOAL_AGREEMENT}%), "
-                  f"top-1 {v['top1']:.2f}% (delta {v['top1_delta_pts']:+.2f} pts, goal within {GOAL_TOP1_PTS})")
-    assert res["probe_distinct_predictions"] > 1, "the probe head predicts one class: agreement would mean nothing"
-    for name, v in res["variants"].items():
-        assert v["argmax_agreement_pct"] >= GOAL_AGREEMENT, (name, v)
-        assert abs(v["top1_delta_pts"]) <= GOAL_TOP1_PTS, (name, v)
+                  f"top-1 {v['top1']:.2f}% (delta {v['top1_delta_pts']:+.2f} pts, goal within {GOAL_TOP1_PTS})"
+                  + ("" if asserted else "  [reported, not asserted: untrained backbone]"))
+    assert res["feature_error_vs_spread"] < 0.1
+    if asserted:
+        for name, v in res["variants"].items():
+            assert v["argmax_agreement_pct"] >= GOAL_AGREEMENT, (name, v)
+            assert abs(v["top1_delta_pts"]) <= GOAL_TOP1_PTS, (name, v)
 
 
 def _load_trained_smoke(entry, model) -> Path:
@@ -400,13 +433,15 @@ def test_speed_summary(request, capsys):
     from tabulate import tabulate
 
     rows = []
-    agree = _RESULTS.get("agreement", {}).get("variants", {})
+    agreement = _RESULTS.get("agreement", {})
+    agree = agreement.get("variants", {})
+    caveat = "" if agreement.get("goals_asserted", True) else " (untrained backbone, not asserted)"
     for name, r in _RESULTS["model"]["rows"].items():
         if name == "mmaction2 fp32":
             continue
         a = agree.get(name, {})
         rows.append(["model (1 view 32x256x256)", name, f"{r['ratio_median_of_rounds']:.2f}x",
-                     f"{a['argmax_agreement_pct']:.2f}%" if a else ("exact fp32" if name == "i3dbench fp32" else "-"),
+                     f"{a['argmax_agreement_pct']:.2f}%{caveat}" if a else ("exact fp32" if name == "i3dbench fp32" else "-"),
                      f"{a['top1_delta_pts']:+.2f}" if a else "-"])
     t = _RESULTS.get("agreement_trained_smoke")
     if t:
