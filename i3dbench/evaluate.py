@@ -268,7 +268,10 @@ def _resolve_weights(entry: ZooEntry, checkpoint, model) -> tuple[torch.nn.Modul
     """
     if model is not None and checkpoint is None:
         return model, None, "state:" + state_dict_sha256(model)
-    checkpoint = checkpoint if checkpoint is not None else entry.checkpoint.url
+    expected = None
+    if checkpoint is None:
+        # The entry's own checkpoint: its published hash prefix is checked, local file or URL.
+        checkpoint, expected = entry.checkpoint.url, entry.checkpoint.sha256_prefix
     if checkpoint is None:
         raise ValueError(
             f"entry '{entry.name}' has no published checkpoint: pass --checkpoint FILE "
@@ -280,7 +283,7 @@ def _resolve_weights(entry: ZooEntry, checkpoint, model) -> tuple[torch.nn.Modul
         from .models import build_model
 
         model = build_model(entry)
-    path = resolve(checkpoint)  # a URL is downloaded into the cache (and hash-checked) once
+    path = resolve(checkpoint, sha256=expected)  # a URL is downloaded into the cache (and hash-checked) once
     load_checkpoint(model, path, strict=True)
     sha = file_sha256(path)
     return model, sha, sha

@@ -83,8 +83,14 @@ def smoke_work_dir(entry: ZooEntry) -> Path:
 
 def smoke_checkpoint(entry: ZooEntry, train_if_missing: bool = True, device: Optional[str] = None,
                      records_dir=None) -> Path:
-    """The cached checkpoint of a smoke entry, trained first (with its recipe) if absent;
-    training writes its ``train`` record under ``records_dir``."""
+    """The checkpoint of a smoke entry: the one the manifest ships (``checkpoint.url``, a file
+    next to zoo/smoke.yaml produced by ``i3dbench train``, hash-checked), else the cached one,
+    trained first with the entry's recipe if absent; training writes its ``train`` record
+    under ``records_dir``."""
+    if entry.checkpoint.url is not None:
+        from .checkpoints import resolve
+
+        return resolve(entry.checkpoint.url, sha256=entry.checkpoint.sha256_prefix)
     work_dir = smoke_work_dir(entry)
     # train.py names the checkpoint of epoch N epoch_N.pth; only the last epoch's is finished
     # (a run killed earlier leaves earlier ones, which train(resume="auto") continues from).

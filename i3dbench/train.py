@@ -15,11 +15,11 @@ both paths share every line), and rank 0 alone writes logs and checkpoints.
 Reproducibility: the data order of epoch ``e`` is a function of ``(seed, e)`` (the sampler)
 and the random augmentation of sample ``i`` in epoch ``e`` is a function of ``(seed, e, i)``
 (the dataset's per-item generator, ``ClipDataset.set_epoch``), so neither depends on the
-number of processes, on data workers or on where a run was resumed. A checkpoint also holds the optimizer, scheduler, epoch and
-iteration, and every rank's torch/numpy/python RNG states; ``resume="auto"`` picks the newest
-complete checkpoint in the work dir, so a run killed with SIGKILL and resumed ends with the
-same weights as one that was never interrupted (checked by tests/test_train.py, CPU,
-deterministic mode).
+number of processes, on data workers or on where a run was resumed. A checkpoint also holds
+the optimizer, scheduler, epoch and iteration, and every rank's torch/numpy/python RNG
+states; ``resume="auto"`` picks the newest complete checkpoint in the work dir, so a run
+killed with SIGKILL and resumed ends with the same weights as one that was never
+interrupted (checked by tests/test_train.py, CPU, deterministic mode).
 
 Logs: a text line every ``log_interval`` iterations (with ETA) on stdout and in
 ``train.log``; ``log.json`` in MMAction2's format (one JSON object per line: the first is the
@@ -161,14 +161,11 @@ def set_random_seed(seed: int, deterministic: bool = False) -> None:
 # --------------------------------------------------------------------------- data
 
 
-def _collate(batch):
-    views = torch.stack([b[0] for b in batch])
-    labels = torch.as_tensor([int(b[1]) for b in batch], dtype=torch.long)
-    index = torch.as_tensor([int(b[2]) for b in batch], dtype=torch.long)
-    return views, labels, index
-
-
 def _loader(dataset, batch: int, sampler, num_workers: int, pin: bool, seed: int) -> DataLoader:
+    """Batches ``(views, labels, indices, failures)`` (dataset.collate_views; training and
+    validation raise on a decode failure, so ``failures`` stays empty)."""
+    from .data.dataset import collate_views
+
     # The generator fixes the workers' base seed; items do not depend on it (the dataset
     # seeds each item itself), but it keeps the loader from drawing from, and so shifting,
     # the global torch RNG that dropout uses.
@@ -181,7 +178,7 @@ def _loader(dataset, batch: int, sampler, num_workers: int, pin: bool, seed: int
         num_workers=num_workers,
         pin_memory=pin,
         drop_last=False,
-        collate_fn=_collate,
+        collate_fn=collate_views,
         generator=g,
         persistent_workers=False,
     )
@@ -484,7 +481,7 @@ def _validate(model, loader, entry: ZooEntry, info: DistInfo, amp_ctx) -> dict:
 
     model.eval()
     idx_all, scores_all, labels_all = [], [], []
-    for views, labels, index in loader:
+    for views, labels, index, _failures in loader:
         b, v = views.shape[:2]
         x = normalize(views.flatten(0, 1), entry.data.mean, entry.data.std, device=info.device)
         with amp_ctx():
@@ -636,10 +633,19 @@ def _train(entry, info, data_root, ann_file, work_dir, resume, val_ann_file, val
 
     # The resume point is found before anything is written, so that a fresh run can clear the logs.
     resume_path, ckpt = _find_resume(resume, work_dir)
-    if ckpt is None and info.is_main:
-        for name in (LOG_JSON, TEXT_LOG):
-            with contextlib.suppress(FileNotFoundError):
-                (work_dir / name).unlink()
+    if ckpt is None:
+        stale = sorted(p.name for p in work_dir.glob("epoch_*.pth"))
+        if stale:
+            # A fresh run would mix its checkpoints with these, and a later --resume auto could
+            # pick one of the old run's.
+            raise FileExistsError(f"--work-dir {work_dir} holds checkpoints of an earlier run ({', '.join(stale[:3])}"
+                                  f"{', ...' if len(stale) > 3 else ''}): continue it with --resume auto, "
+                                  "or train into another work dir")
+        _barrier(info)  # every rank has looked before rank 0 clears the logs
+        if info.is_main:
+            for name in (LOG_JSON, TEXT_LOG, LATEST):
+                with contextlib.suppress(FileNotFoundError):
+                    (work_dir / name).unlink()
     data_root, ann_file, val_data_root, val_ann_file = _resolve_data(entry, data_root, ann_file, val_data_root, val_ann_file, info)
 
     set_random_seed(seed, deterministic)
@@ -668,7 +674,6 @@ def _train(entry, info, data_root, ann_file, work_dir, resume, val_ann_file, val
              f"memory = {memory_kind}")
 
     clock = _Clock(progress.iter, progress.wall_time_s)
-    last_ckpt: Optional[Path] = None
     for epoch in range(progress.epoch, run.epochs):
         if max_iters is not None and progress.iter >= max_iters:
             break
@@ -682,7 +687,7 @@ def _train(entry, info, data_root, ann_file, work_dir, resume, val_ann_file, val
             _validate_and_log(run, progress)
         if done % recipe.checkpoint_interval == 0 or done == run.epochs:
             progress.wall_time_s = clock.wall_before + clock.elapsed()
-            last_ckpt = _save(run, progress)
+            _save(run, progress)
 
     wall = clock.wall_before + clock.elapsed()
     peak = _peak_memory_mb(info)
@@ -713,8 +718,8 @@ def _train(entry, info, data_root, ann_file, work_dir, resume, val_ann_file, val
     log.text(f"done: {result.epochs} epochs, {result.iters} iters, wall {wall:.1f} s, peak memory {peak} MiB "
              f"({memory_kind}), final val top1 {result.final_top1}, checkpoint {ckpt_path} sha256 {sha}")
     if info.is_main and write_record_file:
-        result = replace(result, record_path=_write_train_record(entry, result, info, amp, run.train_set.decoder,
-                                                                 records_dir, last_ckpt))
+        record = _write_train_record(entry, result, info, amp, run.train_set, ann_file, records_dir)
+        result = replace(result, record_path=record)
         log.text(f"record: {result.record_path}")
     return result
 
@@ -806,7 +811,7 @@ def _train_epoch(run: _Run, epoch: int, progress: _Progress, clock: _Clock) -> b
                      info.device.type == "cuda", run.seed * 1000003 + epoch)
     window: dict[str, list[float]] = {k: [] for k in _WINDOW_KEYS}
     t_iter = time.perf_counter()
-    for inner, (views, labels, _index) in enumerate(loader):
+    for inner, (views, labels, _index, _failures) in enumerate(loader):
         data_time = time.perf_counter() - t_iter
         v = views.shape[1]
         x = normalize(views.flatten(0, 1), entry.data.mean, entry.data.std, device=info.device)
@@ -854,7 +859,7 @@ def _validate_and_log(run: _Run, progress: _Progress) -> None:
                  f"top5_acc: {res['top5_acc']:.4f}, mean_class_accuracy: {res['mean_class_accuracy']:.4f}")
 
 
-def _save(run: _Run, progress: _Progress) -> Path:
+def _save(run: _Run, progress: _Progress) -> None:
     """``epoch_N.pth`` with everything needed to resume, and ``latest.pth`` pointing at it (rank 0)."""
     from .checkpoints import save_checkpoint
 
@@ -878,7 +883,6 @@ def _save(run: _Run, progress: _Progress) -> Path:
         _atomic_symlink(path.name, run.work_dir / LATEST)
         run.log.text(f"saved checkpoint {path}")
     _barrier(run.info)
-    return path
 
 
 def _restore(run: _Run, ckpt: dict) -> _Progress:
@@ -916,14 +920,18 @@ def _log_train(run: _Run, window: dict, epoch: int, inner: int, global_iter: int
                  f"loss_cls: {means['loss_cls']:.4f}, loss: {means['loss_cls']:.4f}")
 
 
-def _write_train_record(entry, result: TrainResult, info: DistInfo, amp, decoder, records_dir, last_ckpt) -> Path:
+def _write_train_record(entry: ZooEntry, result: TrainResult, info: DistInfo, amp: Optional[str], train_set,
+                        ann_file: Path, records_dir) -> Path:
+    """A ``kind=train`` record: final/best val accuracy (percent), wall time, memory, checkpoint."""
+    from .evaluate import dataset_fingerprint
     from .records import collect_conditions, make_record, write_record
 
     conditions = collect_conditions(
         str(info.device),
         precision=amp or "fp32",
         batch=result.total_batch,
-        decoder=decoder or ("rawframes" if entry.data.format == "rawframes" else "decord"),
+        decoder=train_set.decoder,
+        dataset_fingerprint=dataset_fingerprint(train_set, ann_file),
         checkpoint_sha256=result.checkpoint_sha256,
     )
     metrics = {
@@ -939,12 +947,13 @@ def _write_train_record(entry, result: TrainResult, info: DistInfo, amp, decoder
         "iters": result.iters,
     }
     extra = {
-        "checkpoint": str(last_ckpt.resolve()) if last_ckpt else (str(result.checkpoint.resolve()) if result.checkpoint else None),
+        # The file latest.pth points to: what `i3dbench eval --checkpoint` takes.
+        "checkpoint": str(result.checkpoint.resolve()) if result.checkpoint else None,
         "checkpoint_sha256": result.checkpoint_sha256,
         "work_dir": str(result.work_dir.resolve()),
         "log_json": str(result.log_json.resolve()),
         "lr": result.lr,
         "world_size": result.world_size,
-        "total_batch": result.total_batch,
+        "videos_per_gpu": result.total_batch // result.world_size,
     }
     return write_record(make_record(entry.name, "train", metrics, conditions, extra=extra), records_dir)

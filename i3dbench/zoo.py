@@ -288,9 +288,19 @@ def _load_zoo_cached(path: Path, _stamp: int | None) -> dict[str, ZooEntry]:
             raise ZooError(f"{path}: entry '{name}': expected a mapping")
         merged = _deep_merge(defaults, raw)
         merged["name"] = name
-        zoo[name] = _build(ZooEntry, merged, f"{path}: entry '{name}'")
-        _check_entry(zoo[name], path)
+        entry = _build(ZooEntry, merged, f"{path}: entry '{name}'")
+        _check_entry(entry, path)
+        zoo[name] = _anchor_local_checkpoint(entry, path)
     return zoo
+
+
+def _anchor_local_checkpoint(entry: ZooEntry, manifest: Path) -> ZooEntry:
+    """A checkpoint ``url`` that is a relative file path is relative to the manifest's folder."""
+    url = entry.checkpoint.url
+    if url is None or "://" in url or Path(url).is_absolute():
+        return entry
+    local = str((manifest.parent / url).resolve())
+    return dataclasses.replace(entry, checkpoint=dataclasses.replace(entry.checkpoint, url=local))
 
 
 _NL_MODES = {None, "embedded_gaussian", "gaussian", "dot_product"}

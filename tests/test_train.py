@@ -160,6 +160,9 @@ def test_single_process_run_logs_checkpoints_and_records(setup, tmp_path):
     (work / ".epoch_3.pth.abc123.tmp").write_bytes(b"half")
     (work / "epoch_9.pth").write_bytes((work / "epoch_2.pth").read_bytes()[:1000])
     assert find_resume_checkpoint(work) == work / "epoch_2.pth"
+    # A fresh run into a work dir holding another run's checkpoints is refused.
+    with pytest.raises(FileExistsError, match="--resume auto"):
+        train(setup["entry"], train_root, train_ann, work, num_workers=0)
 
 
 def _reference_loss(setup, samples: list[int]) -> float:
@@ -240,3 +243,42 @@ def test_sigkill_and_resume_auto_gives_identical_weights(setup, tmp_path):
     assert val(work) == val(tmp_path / "straight")
     epochs_logged = [d["epoch"] for d in _train_lines(work / "log.json")]
     assert epochs_logged == sorted(epochs_logged)
+
+
+def _to_torchvision_2d(state_dict_3d: dict) -> dict:
+    """A torchvision-layout 2D ResNet state dict with the shapes of a 3D backbone (first time slice)."""
+    out = {}
+    for key, value in state_dict_3d.items():
+        if not key.startswith("backbone."):
+            continue
+        k = key[len("backbone."):]
+        k = k.replace("conv1.conv.", "conv1.").replace("conv1.bn.", "bn1.") if k.startswith("conv1.") else k
+        for i in (1, 2, 3):
+            k = k.replace(f"conv{i}.conv.", f"conv{i}.").replace(f"conv{i}.bn.", f"bn{i}.")
+        k = k.replace("downsample.conv.", "downsample.0.").replace("downsample.bn.", "downsample.1.")
+        out[k] = value[:, :, 0].clone() if value.dim() == 5 else value.clone()
+    out["fc.weight"], out["fc.bias"] = torch.zeros(10, 1), torch.zeros(10)
+    return out
+
+
+def test_init_from_2d_imagenet_weights_and_from_a_checkpoint(setup, tmp_path):
+    entry = setup["entry"]
+    donor, _ = build_train_model(entry, seed=7, init="none")
+    sd2d = _to_torchvision_2d(donor.state_dict())
+    torch.save(sd2d, tmp_path / "resnet2d.pth")
+    model, desc = build_train_model(entry, seed=0, init=str(tmp_path / "resnet2d.pth"))
+    assert "inflated" in desc
+    w3d = model.state_dict()["backbone.conv1.conv.weight"]  # out x in x t x k x k
+    t = w3d.shape[2]
+    assert t > 1 and torch.allclose(w3d, sd2d["conv1.weight"].unsqueeze(2).expand_as(w3d) / t)
+    assert torch.equal(model.state_dict()["backbone.layer1.0.conv1.bn.weight"], sd2d["layer1.0.bn1.weight"])
+
+    # An MMAction2-layout checkpoint ({'state_dict': backbone.* / cls_head.*}) loads as it is.
+    torch.save({"state_dict": donor.state_dict(), "meta": {}}, tmp_path / "mm.pth")
+    model, desc = build_train_model(entry, seed=0, init=str(tmp_path / "mm.pth"))
+    assert "MMAction2" in desc
+    assert all(torch.equal(v, donor.state_dict()[k]) for k, v in model.state_dict().items())
+
+    torch.save({"weight": torch.zeros(3)}, tmp_path / "other.pth")
+    with pytest.raises(ValueError, match="neither a 2D torchvision ResNet"):
+        build_train_model(entry, seed=0, init=str(tmp_path / "other.pth"))
