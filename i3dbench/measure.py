@@ -27,7 +27,9 @@ Peak memory (``memory_kind`` says which):
   print as ``memory`` and its README as gpu_mem.
 * CPU: peak resident set size (``VmHWM`` after resetting it through ``/proc/self/clear_refs``)
   minus the resident size when the measurement started: the memory the measurement itself
-  added (weights, inputs, activations, allocator overhead).
+  added (weights, inputs, activations, allocator overhead). For training steps glibc is first
+  told to return freed blocks to the system (:func:`precise_cpu_rss`), so that reused heap
+  pages do not hide allocations.
 
 Speed does not depend on the weights, so everything here runs with random weights and the
 record says ``weights: random``.
@@ -191,6 +193,28 @@ class PeakRSS:
     @property
     def delta_mb(self) -> float:
         return self.peak_mb - self.baseline_mb
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters (malloc.h)
+
+
+def precise_cpu_rss() -> bool:
+    """Make peak RSS track live allocations: glibc serves every block of 64 KiB or more with
+    its own mmap (returned to the system when freed) and trims the heap beyond 128 KiB.
+
+    Why: by default glibc raises its mmap threshold after large frees (up to 32 MiB) and keeps
+    freed heap memory, so a later, smaller step reuses pages already resident and its peak
+    RSS grows by less than it allocates (even by 0). Costs page faults on large allocations,
+    so it is turned on for memory measurements only, after any timing in the process (it
+    stays on for the rest of the process). Returns False where it is not available.
+    """
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, 64 * 1024)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, 128 * 1024))
+    except (OSError, AttributeError):
+        return False
 
 
 class MemoryProbe:
@@ -559,6 +583,7 @@ def _train_steps_memory(entry, base, dev, batch, steps, shape, gen) -> dict:
     import copy
 
     r = entry.recipe
+    precise = dev.type == "cpu" and precise_cpu_rss()
     probe = MemoryProbe(dev).start()
     model = copy.deepcopy(base).to(dev).train()
     for p in model.parameters():
@@ -574,6 +599,8 @@ def _train_steps_memory(entry, base, dev, batch, steps, shape, gen) -> dict:
             nn.utils.clip_grad_norm_(model.parameters(), r.grad_clip)
         opt.step()
     out = probe.stop()
+    if dev.type == "cpu":
+        out["glibc_mmap_threshold_64k"] = precise
     del model, opt, x, y, loss
     gc.collect()
     return out

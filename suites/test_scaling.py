@@ -11,6 +11,7 @@ intercept and R^2 are printed, stored in pytest-benchmark's ``extra_info`` and w
 
 * videos:      the eval loop (decode + test pipeline + model + view averaging) over N
                synthetic val videos; time ~ N
+(one torch thread throughout: see ``setup``)
 * views:       one forward of V views (8 x 112 x 112); time ~ V
 * clip length: one forward of 6 views of T frames (112 x 112); time ~ T
 * batch:       peak memory of a training step (forward + backward) on B clips of 8 x 112 x 112;
@@ -67,7 +68,12 @@ def setup(request, device):
 
     torch.manual_seed(0)
     entry = get_entry(ENTRY)
-    return entry, build_model(entry).to(device).eval(), torch.device(device)
+    # One thread: the claim is about cost, and on a shared machine a 2-thread OpenMP team waits
+    # at every barrier for whichever thread the scheduler parked, which swamps small forwards.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield entry, build_model(entry).to(device).eval(), torch.device(device)
+    torch.set_num_threads(threads)
 
 
 def _timed(dev, fn) -> float:
@@ -140,9 +146,11 @@ def test_scaling_time_vs_clip_length(benchmark, capsys, setup):
 
 
 def test_scaling_memory_vs_batch(benchmark, capsys, setup, request):
-    from i3dbench.measure import MemoryProbe
+    from i3dbench.measure import MemoryProbe, precise_cpu_rss
 
     entry, model, dev = setup
+    if dev.type == "cpu":
+        precise_cpu_rss()  # freed blocks leave the process, so each step's peak is its own
     points = [4, 8, 16, 32]
     d = entry.data
 
