@@ -483,6 +483,23 @@ def save_checkpoint(
     return path
 
 
+def publish_checkpoint(src: str | Path, out_dir: str | Path, name: str, date: str | None = None) -> Path:
+    """Write ``src`` as a release file ``<out_dir>/<name>_<YYYYMMDD>-<sha256[:8]>.pth``.
+
+    As OpenMMLab's ``publish_model.py``: only ``state_dict`` and ``meta`` are kept (optimizer,
+    scheduler and RNG states of a training checkpoint are dropped), and the file name ends in
+    the first 8 hex digits of the written file's sha256, which :func:`download` /
+    :func:`resolve` then verify.
+    """
+    ckpt = read_checkpoint(src)
+    out_dir = Path(out_dir)
+    date = date or time.strftime("%Y%m%d")
+    tmp = save_checkpoint(out_dir / f".{name}_{date}.unhashed.pth", ckpt.state_dict, meta=ckpt.meta)
+    final = out_dir / f"{name}_{date}-{file_sha256(tmp)[:8]}.pth"
+    os.replace(tmp, final)
+    return final
+
+
 # --------------------------------------------------------------------------- 2D -> 3D inflation
 
 

@@ -48,7 +48,7 @@ class FastConfig:
     compile_mode: str | None = None  # torch.compile mode; "reduce-overhead" = CUDA graphs
     autocast: bool = False  # wrap the forward in torch.autocast(precision) (CUDA default)
     cudnn_benchmark: bool = False
-    threads: int | None = None  # torch.set_num_threads; None leaves torch's choice
+    threads: int | None = None  # intra-op threads, set on every call; None leaves the process's
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -104,12 +104,22 @@ def default_fast_config(device: str | torch.device, *, compile: bool | None = No
     )
 
 
-def cpu_candidates() -> list[FastConfig]:
-    """CPU configurations worth trying: folded + channels_last_3d, in fp32 and (if supported) bf16."""
+def cpu_candidates(*, try_one_thread: bool = False) -> list[FastConfig]:
+    """CPU configurations worth trying: folded + channels_last_3d, in fp32 and (if supported)
+    bf16, at torch's thread count; with ``try_one_thread`` also the low-precision one on a
+    single thread.
+
+    Why one thread: on a machine whose cores are shared with other work, an OpenMP team
+    waits at every barrier for whichever of its threads the scheduler parked; one thread
+    never waits. Measured on this project's 2 shared cores under load: 0.55 s per view on 1
+    thread vs 1.66 s on 2 (the other way round, ~2x, when the machine is idle).
+    """
     base = FastConfig(memory_format="channels_last_3d", fold_bn=True)
     out = [base]
     if cpu_supports_bf16():
         out.append(base.replace(precision="bf16"))
+    if try_one_thread and torch.get_num_threads() > 1:
+        out.append(out[-1].replace(threads=1))
     return out
 
 
@@ -127,37 +137,47 @@ def autotune(
     """The fastest of ``candidates`` on ``sample`` views, and each one's best time (s).
 
     Why: no configuration wins everywhere. On this project's CPU bf16 is ~3x faster than fp32
-    for the R50 I3D, yet several times slower for the 8-channel smoke model at some batch
-    sizes (oneDNN lacks fast bf16 kernels for such narrow convolutions). Each candidate is
-    first called twice on one view (kernel creation, then an estimate); when the slowest would take at most
-    ``max_call_s`` on all of ``sample``, the whole sample is what gets timed (after one more
-    untimed call), else one view. Then ``rounds`` calls, interleaved across candidates; the
-    best time of each counts. Time keys are :func:`config_label` plus ``@<views>``.
+    for the R50 I3D, yet slower than fp32 for the narrow smoke model at some batch sizes
+    (oneDNN lacks fast bf16 kernels for such narrow convolutions), and the best thread count
+    depends on how busy the machine is. Each candidate is called once untimed on one view
+    (kernel creation), then once timed on one view. When the slowest of those times the
+    number of views in ``sample`` is at most ``max_call_s``, the whole sample is what gets
+    timed (after one more untimed call), ``rounds`` times; else the one-view calls go on for
+    ``rounds - 1`` more. Rounds are interleaved across candidates; the best time of each
+    counts. Time keys are :func:`config_label` plus ``@<views>``. The thread count of the
+    process is restored afterwards.
     """
     if not candidates:
         raise ValueError("autotune needs at least one candidate configuration")
-    prepared = {config_label(c): (c, prepare_model(model, device, c, mean=mean, std=std)) for c in candidates}
-    one = sample[:1]
-    slowest = 0.0
-    for _, fm in prepared.values():
-        fm(one)  # the first call creates the kernels: not representative
-        t0 = time.perf_counter()
-        fm(one)
-        slowest = max(slowest, time.perf_counter() - t0)
-    if sample.shape[0] > 1 and slowest * sample.shape[0] <= max_call_s:
-        for _, fm in prepared.values():
-            fm(sample)
-    else:
-        sample = one
-    best: dict[str, float] = {k: math.inf for k in prepared}
+    threads = torch.get_num_threads()
     sync = (lambda: torch.cuda.synchronize()) if torch.device(device).type == "cuda" else (lambda: None)
-    for _ in range(rounds):
-        for key, (_, fm) in prepared.items():
-            sync()
-            t0 = time.perf_counter()
-            fm(sample)
-            sync()
-            best[key] = min(best[key], time.perf_counter() - t0)
+
+    def timed(fm, x) -> float:
+        sync()
+        t0 = time.perf_counter()
+        fm(x)
+        sync()
+        return time.perf_counter() - t0
+
+    try:
+        prepared = {config_label(c): (c, prepare_model(model, device, c, mean=mean, std=std)) for c in candidates}
+        one = sample[:1]
+        for _, fm in prepared.values():
+            fm(one)  # the first call creates the kernels: not representative
+        best = {key: timed(fm, one) for key, (_, fm) in prepared.items()}
+        todo = rounds - 1
+        if sample.shape[0] > 1 and max(best.values()) * sample.shape[0] <= max_call_s:
+            for _, fm in prepared.values():
+                fm(sample)
+            best = dict.fromkeys(prepared, math.inf)
+            todo = rounds
+        else:
+            sample = one
+        for _ in range(todo):
+            for key, (_, fm) in prepared.items():
+                best[key] = min(best[key], timed(fm, sample))
+    finally:
+        torch.set_num_threads(threads)
     winner = min(best, key=best.get)
     return prepared[winner][0], {f"{k}@{sample.shape[0]}": v for k, v in best.items()}
 
@@ -171,6 +191,8 @@ def config_label(c: FastConfig) -> str:
         parts.append("fold")
     if c.compile:
         parts.append("compiled")
+    if c.threads:
+        parts.append(f"{c.threads}thr")
     return "-".join(parts)
 
 
@@ -276,6 +298,9 @@ class FastModel:
         return x.to(dtype=self.dtype, memory_format=self.memory_format)
 
     def __call__(self, views: torch.Tensor) -> torch.Tensor:
+        if self.config.threads and torch.get_num_threads() != self.config.threads:
+            # the configuration owns the process's intra-op thread count while it runs
+            torch.set_num_threads(self.config.threads)
         with torch.inference_mode(), self._autocast():
             x = self.to_input(views)
             if self.compiled and not self._compile_ok:
@@ -311,7 +336,7 @@ class FastModel:
         out.update(
             compile=self.compiled,
             folded_pairs=self.folded_pairs,
-            threads=torch.get_num_threads(),
+            threads=self.config.threads or torch.get_num_threads(),
             inference_mode=True,
         )
         if self.compile_error:
@@ -335,8 +360,6 @@ def prepare_model(
     """
     dev = torch.device(device)
     config = config or default_fast_config(dev)
-    if config.threads:
-        torch.set_num_threads(config.threads)
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = config.cudnn_benchmark
     module = copy.deepcopy(model).eval()

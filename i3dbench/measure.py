@@ -372,8 +372,6 @@ def measure_throughput(
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device 'cuda' asked for but torch.cuda.is_available() is False; use --device cpu")
-    if threads:
-        torch.set_num_threads(int(threads))
     n_videos, n_warm = _default_counts(dev, num_videos, warmup)
     views = entry.views_per_video
     shape = _view_shape(entry)
@@ -381,15 +379,23 @@ def measure_throughput(
     probe = MemoryProbe(dev).start()
     base = model if model is not None else _random_model(entry, seed)
     gen = torch.Generator().manual_seed(seed)
-    if protocol == "published":
-        result = _published(entry, base, dev, n_videos, n_warm, views, shape, gen, probe, progress)
-    else:
-        cfg, tuned = _fast_config(entry, base, dev, config, dict(overrides or {}), shape, gen)
-        if threads:
-            cfg = cfg.replace(threads=int(threads))
-        result = _fast(entry, base, dev, cfg, n_videos, n_warm, views, shape, gen, probe, batch_videos, views_per_forward, progress)
-        if tuned is not None:
-            result.conditions["autotune"] = tuned
+    process_threads = torch.get_num_threads()
+    try:
+        if protocol == "published":
+            if threads:
+                torch.set_num_threads(int(threads))
+            result = _published(entry, base, dev, n_videos, n_warm, views, shape, gen, probe, progress)
+        else:
+            fixed = dict(overrides or {})
+            if threads:
+                fixed["threads"] = int(threads)
+            cfg, tuned = _fast_config(entry, base, dev, config, fixed, shape, gen)
+            result = _fast(entry, base, dev, cfg, n_videos, n_warm, views, shape, gen, probe, batch_videos,
+                           views_per_forward, progress)
+            if tuned is not None:
+                result.conditions["autotune"] = tuned
+    finally:
+        torch.set_num_threads(process_threads)  # a measurement leaves the process as it found it
     result.wall_s = time.perf_counter() - wall0
     return result
 
@@ -436,7 +442,7 @@ def _fast_config(entry, model, dev, config, overrides, shape, gen) -> tuple[Fast
     key = (entry.arch.depth, entry.arch.base_channels, entry.arch.stage_blocks, shape, entry.views_per_video,
            tuple(sorted(overrides.items())), torch.get_num_threads())
     if key not in _AUTOTUNED:
-        cands = [c.replace(**overrides) for c in cpu_candidates()]
+        cands = [c.replace(**overrides) for c in cpu_candidates(try_one_thread="threads" not in overrides)]
         sample = torch.randint(0, 256, (entry.views_per_video,) + shape, dtype=torch.uint8, generator=gen)
         cfg, times = autotune(model, sample, cands, mean=entry.data.mean, std=entry.data.std)
         _AUTOTUNED[key] = (cfg, {"times_s": {k: round(v, 5) for k, v in times.items()}, "measured_with": entry.name})
@@ -532,6 +538,7 @@ def measure_memory(
     inference: bool = True,
     steps: int | None = None,
     model: nn.Module | None = None,
+    threads: int | None = None,
     seed: int = 0,
 ) -> MemoryResult:
     """Peak memory of one published-protocol inference and of training at the published batch.
@@ -541,7 +548,8 @@ def measure_memory(
     cross-entropy, gradient clipping; ``steps`` steps (default 2 on CUDA so the momentum
     buffers exist, as in a long run; 1 on CPU, where a full-size step takes ~half a minute).
     ``zero_grad`` keeps the gradient tensors, as the optimizer hooks of 2020 did.
-    An out-of-memory is reported (``details["train_oom"]``), not raised.
+    An out-of-memory is reported (``details["train_oom"]``), not raised. ``threads`` (CPU
+    intra-op threads for the duration) changes how long it takes, not the memory.
     """
     entry = get_entry(entry)
     dev = torch.device(device)
@@ -561,8 +569,12 @@ def measure_memory(
     steps = int(steps or (2 if dev.type == "cuda" else 1))
     train_shape = (3, entry.data.clip_len, entry.data.train_crop, entry.data.train_crop)
     if train:
+        process_threads = torch.get_num_threads()
+        if threads:
+            torch.set_num_threads(int(threads))
         try:
             mem = _train_steps_memory(entry, base, dev, batch, steps, train_shape, gen)
+            mem["threads"] = torch.get_num_threads()
             train_mb = mem["peak_mb"]
             details["train"] = mem
         except Exception as err:  # only an OOM is reported; the rest is re-raised
@@ -570,6 +582,7 @@ def measure_memory(
                 raise
             details["train_oom"] = f"{type(err).__name__}: {str(err)[:300]}"
         finally:
+            torch.set_num_threads(process_threads)
             if dev.type == "cuda":
                 torch.cuda.empty_cache()
     return MemoryResult(
@@ -622,6 +635,7 @@ def _record(entry: ZooEntry, device: torch.device, tp: ThroughputResult | None, 
         batch=tp.videos_per_iteration if tp is not None else None,
         views=entry.views_per_video,
     )
+    cond["num_threads"] = fast.get("threads") or cond["num_threads"]  # what the timed loop ran with
     # Every lever of the fast path, and how the input reached the model, next to the standard ones.
     for key in ("fold_bn", "folded_pairs", "autocast", "cudnn_benchmark", "compile_mode", "compile_error",
                 "autotune", "inference_mode", "no_grad", "input_dtype", "normalize_on_device", "pinned_memory",
@@ -791,7 +805,9 @@ def measure_zoo_cpu(
                 info["skipped"].append(f"train memory: {left:.0f} s of the {budget_s:.0f} s budget left, ~{est:.0f} s needed")
             else:
                 t0 = time.perf_counter()
-                info["mem"] = measure_memory(members[0], device=dev, train=True, inference=False)
+                # the thread count the throughput autotune found fastest right now (memory is the same)
+                thr = tp.conditions.get("threads") if tp is not None else None
+                info["mem"] = measure_memory(members[0], device=dev, train=True, inference=False, threads=thr)
                 tr_cost.append(time.perf_counter() - t0)
             bar.update(1)
     bar.close()

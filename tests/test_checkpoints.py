@@ -440,3 +440,20 @@ def test_stale_partial_downloads_are_cleaned_up(server, cache):
     os.utime(old, (0, 0))  # a partial file from a download killed long ago
     download(server.url(path))
     assert not old.exists() and fresh.exists()  # a recent one may belong to a live download
+
+
+def test_publish_checkpoint_strips_training_state_and_names_the_file_by_its_hash(tmp_path):
+    model = build_model(load_zoos()["smoke_i3d_tiny_video"])
+    src = save_checkpoint(tmp_path / "epoch_1.pth", model, meta={"epoch": 1},
+                          extra={"optimizer": {"state": {}, "param_groups": [{"lr": 0.1}]}})
+    out = ck.publish_checkpoint(src, tmp_path / "release", "smoke_i3d_tiny_video", date="20261125")
+    prefix = hashlib.sha256(out.read_bytes()).hexdigest()[:8]
+    assert out.name == f"smoke_i3d_tiny_video_20261125-{prefix}.pth"
+    payload = torch.load(out, weights_only=True)
+    assert set(payload) == {"state_dict", "meta"} and payload["meta"]["epoch"] == 1
+    assert ck.resolve(out, sha256=prefix) == out  # the name's hash is what resolve verifies
+    fresh = build_model(load_zoos()["smoke_i3d_tiny_video"])
+    load_checkpoint(fresh, out, strict=True)
+    for k, v in model.state_dict().items():
+        assert torch.equal(fresh.state_dict()[k], v)
+    assert not list((tmp_path / "release").glob(".*"))  # no temp file left behind

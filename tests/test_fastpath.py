@@ -18,6 +18,15 @@ SMOKE_NL = "smoke_i3d_nl_tiny_video"
 MEAN, STD = (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models on a shared machine: one thread avoids OpenMP barrier stalls (and is faster)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _trained_like(name: str, seed: int = 0) -> nn.Module:
     """A smoke model whose BN layers look trained (non-trivial statistics and affine), so that
     folding has something to fold, including the non-local block's zero-initialised output BN."""
@@ -187,6 +196,21 @@ def test_autotune_returns_a_candidate_with_its_times():
     assert set(times) == {"fp32@2", "fp32-cl3d-fold@2"} or set(times) == {"fp32@1", "fp32-cl3d-fold@1"}
     assert times[min(times, key=times.get)] == min(times.values()) > 0
     assert F.config_label(best) in {k.split("@")[0] for k in times}
+
+
+def test_thread_count_is_a_lever_that_autotune_leaves_as_it_found_it():
+    torch.set_num_threads(2)
+    cands = F.cpu_candidates(try_one_thread=True)
+    assert cands[-1].threads == 1 and all(c.threads is None for c in cands[:-1])
+    assert F.config_label(cands[-1]).endswith("-1thr")
+    model = _trained_like(SMOKE)
+    fm = F.prepare_model(model, "cpu", F.FastConfig(threads=1))
+    assert torch.get_num_threads() == 2  # preparing does not touch it
+    out = fm(_views(2))
+    assert torch.get_num_threads() == 1 and fm.conditions()["threads"] == 1 and out.shape == (2, 8)
+    torch.set_num_threads(2)
+    F.autotune(model, _views(2), [F.FastConfig(), F.FastConfig(threads=1)], rounds=1)
+    assert torch.get_num_threads() == 2
 
 
 def test_default_configs():

@@ -20,6 +20,15 @@ from i3dbench.zoo import get_entry
 SMOKE = "smoke_i3d_tiny_video"
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models on a shared machine: one thread avoids OpenMP barrier stalls (and is faster)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 class Counting(nn.Module):
     """Wraps a model; records the batch size of every forward; can fake an OOM above a batch."""
 
@@ -94,6 +103,13 @@ def test_fast_protocol_backs_off_views_per_forward_on_oom():
     assert r.views_per_forward == 1  # 6 -> 3 -> 1 (halving, floored)
     assert r.stats.n == 2 and r.warmup == 1
     assert r.conditions["input_dtype"] == "uint8" and r.conditions["normalize_on_device"]
+
+
+def test_fast_protocol_restores_the_thread_count():
+    torch.set_num_threads(2)
+    r = M.measure_throughput(SMOKE, protocol="fast", num_videos=2, warmup=1, model=build_model(SMOKE).eval(),
+                             config=FastConfig(threads=1), progress=False)
+    assert r.conditions["threads"] == 1 and torch.get_num_threads() == 2
 
 
 def test_fast_protocol_batches_videos_when_asked():
