@@ -295,12 +295,15 @@ def _load_zoo_cached(path: Path, _stamp: int | None) -> dict[str, ZooEntry]:
 
 
 def _anchor_local_checkpoint(entry: ZooEntry, manifest: Path) -> ZooEntry:
-    """A checkpoint ``url`` that is a relative file path is relative to the manifest's folder."""
-    url = entry.checkpoint.url
-    if url is None or "://" in url or Path(url).is_absolute():
-        return entry
-    local = str((manifest.parent / url).resolve())
-    return dataclasses.replace(entry, checkpoint=dataclasses.replace(entry.checkpoint, url=local))
+    """A checkpoint ``url`` / ``log_url`` that is a relative file path is relative to the manifest's folder."""
+
+    def anchored(url: Optional[str]) -> Optional[str]:
+        if url is None or "://" in url or Path(url).is_absolute():
+            return url
+        return str((manifest.parent / url).resolve())
+
+    ck = entry.checkpoint
+    return dataclasses.replace(entry, checkpoint=dataclasses.replace(ck, url=anchored(ck.url), log_url=anchored(ck.log_url)))
 
 
 _NL_MODES = {None, "embedded_gaussian", "gaussian", "dot_product"}
