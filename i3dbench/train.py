@@ -509,7 +509,7 @@ def _validate(model, loader, entry: ZooEntry, info: DistInfo, amp_ctx) -> dict:
         "top1_acc": top1,
         "top5_acc": top5,
         "mean_class_accuracy": mean_class_accuracy(scores, labels),
-        "num_videos": int(len(labels)),
+        "num_videos": len(labels),
     }
 
 
@@ -544,9 +544,10 @@ def train(
     """Train ``entry`` with its published recipe; works as is under ``torchrun``.
 
     ``data_root``/``ann_file`` (and ``val_*``) may be None for smoke entries (synthetic
-    set, generated into the cache if missing). ``resume``: None (fresh run; an existing
-    log.json is started over), ``"auto"`` (newest complete checkpoint in ``work_dir``, or a
-    fresh run when there is none), or a checkpoint path. ``videos_per_gpu``/``epochs``/
+    set, generated into the cache if missing). ``resume``: None (fresh run; logs in
+    ``work_dir`` are started over, and checkpoints of an earlier run there are an error),
+    ``"auto"`` (newest complete checkpoint in ``work_dir``, or a fresh run when there is
+    none), or a checkpoint path. ``videos_per_gpu``/``epochs``/
     ``lr`` override the recipe's scale; without ``lr`` the linear scaling rule applies to a
     total batch (``videos_per_gpu * world size``) other than ``recipe.base_batch_size``.
     ``amp``: None, ``"bf16"`` or ``"fp16"`` autocast. ``max_iters`` stops after that many

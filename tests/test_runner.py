@@ -7,6 +7,9 @@ without minutes of training; training itself is tested in tests/test_train.py.
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -69,5 +72,10 @@ def test_select_entries_and_missing_checkpoint(tiny_world):
     assert list(entries) == [ENTRY, "smoke_i3d_nl_tiny_video"]
     with pytest.raises(KeyError, match="matches no entry"):
         runner.select_entries(entries, "nope")
+    shipped = get_entry("smoke_i3d_nl_tiny_video")
+    # The manifest's own checkpoint is used, hash-checked, without training.
+    assert runner.smoke_checkpoint(shipped, train_if_missing=False) == Path(shipped.checkpoint.url)
+    # Without one, and without a cached run, it says how to train one.
+    unshipped = dataclasses.replace(shipped, checkpoint=dataclasses.replace(shipped.checkpoint, url=None, sha256_prefix=None))
     with pytest.raises(FileNotFoundError, match="i3dbench train smoke_i3d_nl_tiny_video"):
-        runner.smoke_checkpoint(get_entry("smoke_i3d_nl_tiny_video"), train_if_missing=False)
+        runner.smoke_checkpoint(unshipped, train_if_missing=False)

@@ -20,8 +20,8 @@ import pytest
 import torch
 
 from i3dbench.checkpoints import file_sha256
-from i3dbench.data.synthetic import generate_synthetic, synthetic_paths
 from i3dbench.data.dataset import build_dataset
+from i3dbench.data.synthetic import generate_synthetic, synthetic_paths
 from i3dbench.train import (
     build_train_model,
     find_resume_checkpoint,
