@@ -133,6 +133,9 @@ def test_one_chunked_video_takes_its_noise_from_the_forwards():
 
 
 def test_peak_rss_sees_a_temporary_allocation():
+    # As the memory measurement does: without it, glibc may serve the buffer from pages that
+    # earlier tests in this process freed but kept resident, and the peak would not move.
+    M.precise_cpu_rss()
     probe = M.PeakRSS().start()
     if probe.scope != "measurement":
         pytest.skip("/proc/self/clear_refs is not writable here: peak RSS cannot be reset")
