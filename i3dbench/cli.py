@@ -173,8 +173,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                  records_dir=args.records)
     rec = json.loads(Path(path).read_text())
     m, c, x = rec["metrics"], rec["conditions"], rec["extra"]
-    mem = f", peak memory {m['peak_memory_mb']} MB ({x.get('memory_kind')})" if m.get("peak_memory_mb") is not None else ""
-    train = f", train step {m['train_memory_mb']} MB at batch {x['memory']['train_batch']}" if m.get("train_memory_mb") is not None else ""
+    loop_kind = (x.get("loop_memory") or {}).get("kind")
+    mem = f", peak memory {m['peak_memory_mb']} MB ({loop_kind})" if m.get("peak_memory_mb") is not None else ""
+    train = (f", train step {m['train_memory_mb']} MB at batch {x['memory']['train_batch']} ({x.get('train_memory_kind')})"
+             if m.get("train_memory_mb") is not None else "")
     print(f"{entry.name} [{args.protocol}] on {c['device_name']}: {m['video_per_s']:.3f} video/s "
           f"({m['videos_timed']} videos timed after {x['warmup_videos']} warm-up, latency "
           f"{m['latency_ms']:.0f} ± {m['latency_std_ms']:.0f} ms; {c['precision']}, {c['memory_format']}, "

@@ -131,6 +131,7 @@ def autotune(
     device: str | torch.device = "cpu",
     rounds: int = 2,
     max_call_s: float = 1.0,
+    margin: float = 0.1,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
 ) -> tuple[FastConfig, dict[str, float]]:
@@ -144,8 +145,10 @@ def autotune(
     number of views in ``sample`` is at most ``max_call_s``, the whole sample is what gets
     timed (after one more untimed call), ``rounds`` times; else the one-view calls go on for
     ``rounds - 1`` more. Rounds are interleaved across candidates; the best time of each
-    counts. Time keys are :func:`config_label` plus ``@<views>``. The thread count of the
-    process is restored afterwards.
+    counts. ``candidates`` are in order of preference (exact before rounded, all threads
+    before one): a later one replaces the choice only when more than ``margin`` faster, so a
+    tie within timing noise keeps the preferred one. Time keys are :func:`config_label` plus
+    ``@<views>``. The thread count of the process is restored afterwards.
     """
     if not candidates:
         raise ValueError("autotune needs at least one candidate configuration")
@@ -153,6 +156,7 @@ def autotune(
     sync = (lambda: torch.cuda.synchronize()) if torch.device(device).type == "cuda" else (lambda: None)
 
     def timed(fm, x) -> float:
+        torch.set_num_threads(fm.config.threads or threads)  # a 1-thread candidate must not leak into the next
         sync()
         t0 = time.perf_counter()
         fm(x)
@@ -163,11 +167,13 @@ def autotune(
         prepared = {config_label(c): (c, prepare_model(model, device, c, mean=mean, std=std)) for c in candidates}
         one = sample[:1]
         for _, fm in prepared.values():
+            torch.set_num_threads(fm.config.threads or threads)
             fm(one)  # the first call creates the kernels: not representative
         best = {key: timed(fm, one) for key, (_, fm) in prepared.items()}
         todo = rounds - 1
         if sample.shape[0] > 1 and max(best.values()) * sample.shape[0] <= max_call_s:
             for _, fm in prepared.values():
+                torch.set_num_threads(fm.config.threads or threads)
                 fm(sample)
             best = dict.fromkeys(prepared, math.inf)
             todo = rounds
@@ -178,7 +184,10 @@ def autotune(
                 best[key] = min(best[key], timed(fm, sample))
     finally:
         torch.set_num_threads(threads)
-    winner = min(best, key=best.get)
+    winner = next(iter(prepared))
+    for key in prepared:
+        if best[key] < best[winner] * (1.0 - margin):
+            winner = key
     return prepared[winner][0], {f"{k}@{sample.shape[0]}": v for k, v in best.items()}
 
 

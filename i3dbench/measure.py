@@ -25,11 +25,13 @@ Peak memory (``memory_kind`` says which):
 * CUDA: ``torch.cuda.max_memory_allocated`` in MiB — during the timed loop, and for training
   steps at the published batch (8 videos of 3 x 32 x 224 x 224): the figure MMAction2's logs
   print as ``memory`` and its README as gpu_mem.
-* CPU: peak resident set size (``VmHWM`` after resetting it through ``/proc/self/clear_refs``)
-  minus the resident size when the measurement started: the memory the measurement itself
-  added (weights, inputs, activations, allocator overhead). For training steps glibc is first
-  told to return freed blocks to the system (:func:`precise_cpu_rss`), so that reused heap
-  pages do not hide allocations.
+* CPU, timed loops: peak resident set size (``VmHWM`` after resetting it through
+  ``/proc/self/clear_refs``) minus the resident size when the measurement started: the memory
+  the measurement itself added (weights, inputs, activations, allocator overhead).
+* CPU, training steps: peak bytes of live tensors, counted by torch.profiler
+  (:func:`cpu_tensor_peak`) — what CUDA's ``max_memory_allocated`` counts on a GPU, and
+  independent of what the process did before (peak RSS is not: freed heap pages and oneDNN
+  scratch buffers get reused). The RSS growth is kept in the details.
 
 Speed does not depend on the weights, so everything here runs with random weights and the
 record says ``weights: random``.
@@ -195,26 +197,59 @@ class PeakRSS:
         return self.peak_mb - self.baseline_mb
 
 
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters (malloc.h)
+def tensor_bytes(*objs) -> int:
+    """Bytes of the distinct tensor storages in ``objs`` (tensors, modules, optimizers, lists)."""
+    seen, total = set(), 0
+
+    def add(t: torch.Tensor) -> None:
+        nonlocal total
+        key = t.untyped_storage().data_ptr()
+        if key not in seen:
+            seen.add(key)
+            total += t.untyped_storage().nbytes()
+
+    for obj in objs:
+        if isinstance(obj, torch.Tensor):
+            add(obj)
+        elif isinstance(obj, nn.Module):
+            for t in list(obj.parameters()) + list(obj.buffers()):
+                add(t)
+                if t.grad is not None:
+                    add(t.grad)
+        elif isinstance(obj, torch.optim.Optimizer):
+            for state in obj.state.values():
+                for v in state.values():
+                    if isinstance(v, torch.Tensor):
+                        add(v)
+        elif isinstance(obj, (list, tuple)):
+            total += tensor_bytes(*obj) if obj else 0
+    return total
 
 
-def precise_cpu_rss() -> bool:
-    """Make peak RSS track live allocations: glibc serves every block of 64 KiB or more with
-    its own mmap (returned to the system when freed) and trims the heap beyond 128 KiB.
+def cpu_tensor_peak(fn: Callable[[], object]) -> int | None:
+    """Peak bytes of CPU tensor memory allocated by ``fn`` above what was live when it started
+    (``None`` when the profiler reports no memory events).
 
-    Why: by default glibc raises its mmap threshold after large frees (up to 32 MiB) and keeps
-    freed heap memory, so a later, smaller step reuses pages already resident and its peak
-    RSS grows by less than it allocates (even by 0). Costs page faults on large allocations,
-    so it is turned on for memory measurements only, after any timing in the process (it
-    stays on for the rest of the process). Returns False where it is not available.
+    The CPU counterpart of ``torch.cuda.max_memory_allocated``: torch.profiler with
+    ``profile_memory`` records every allocation and free of the CPU allocator with the running
+    total; the peak of that total is the answer. Unlike peak RSS it does not depend on what
+    the process did before (glibc keeps freed heap pages, oneDNN/MKL keep scratch buffers,
+    both of which a later, smaller step reuses without growing the RSS).
     """
-    try:
-        import ctypes
+    import json
+    import tempfile
 
-        libc = ctypes.CDLL("libc.so.6")
-        return bool(libc.mallopt(_M_MMAP_THRESHOLD, 64 * 1024)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, 128 * 1024))
-    except (OSError, AttributeError):
-        return False
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    with tempfile.TemporaryDirectory() as tmp:
+        trace = Path(tmp) / "trace.json"
+        prof.export_chrome_trace(str(trace))
+        events = json.loads(trace.read_text()).get("traceEvents", [])
+    totals = [e["args"]["Total Allocated"] for e in events
+              if e.get("name") == "[memory]" and "Total Allocated" in e.get("args", {})]
+    return max(0, max(totals)) if totals else None
 
 
 class MemoryProbe:
@@ -511,7 +546,6 @@ class MemoryResult:
 
     entry: str
     device: str
-    kind: str  # cuda_max_memory_allocated | cpu_peak_rss_delta
     inference_mb: float | None
     train_mb: float | None
     train_batch: int | None
@@ -519,6 +553,14 @@ class MemoryResult:
     train_input: tuple[int, int, int, int] | None  # 3 x T x crop x crop
     details: dict = field(default_factory=dict)
     weights: str = "random"
+    inference_kind: str | None = None  # cuda_max_memory_allocated | cpu_peak_rss_delta
+    train_kind: str | None = None  # cuda_max_memory_allocated | cpu_tensor_peak (| cpu_peak_rss_delta)
+
+    @property
+    def kind(self) -> str:
+        """What the numbers are, e.g. ``inference: cpu_peak_rss_delta; train: cpu_tensor_peak``."""
+        parts = [f"{what}: {k}" for what, k in (("inference", self.inference_kind), ("train", self.train_kind)) if k]
+        return "; ".join(parts) or "nothing measured"
 
     def metrics(self) -> dict:
         out = {}
@@ -557,13 +599,12 @@ def measure_memory(
         raise RuntimeError("device 'cuda' asked for but torch.cuda.is_available() is False; use --device cpu")
     base = model if model is not None else _random_model(entry, seed)
     details: dict = {}
-    inference_mb = train_mb = None
-    kind = MemoryProbe(dev).kind
+    inference_mb = train_mb = inference_kind = train_kind = None
     gen = torch.Generator().manual_seed(seed)
     if inference:
         r = measure_throughput(entry, device=dev, protocol="published", num_videos=1, warmup=0, model=base, progress=False)
         inference_mb = r.peak_memory["peak_mb"]
-        kind = r.peak_memory["kind"]
+        inference_kind = r.peak_memory["kind"]
         details["inference"] = r.peak_memory
     batch = int(batch or entry.recipe.videos_per_gpu)
     steps = int(steps or (2 if dev.type == "cuda" else 1))
@@ -575,7 +616,7 @@ def measure_memory(
         try:
             mem = _train_steps_memory(entry, base, dev, batch, steps, train_shape, gen)
             mem["threads"] = torch.get_num_threads()
-            train_mb = mem["peak_mb"]
+            train_mb, train_kind = mem["peak_mb"], mem["kind"]
             details["train"] = mem
         except Exception as err:  # only an OOM is reported; the rest is re-raised
             if not is_oom(err):
@@ -586,17 +627,20 @@ def measure_memory(
             if dev.type == "cuda":
                 torch.cuda.empty_cache()
     return MemoryResult(
-        entry=entry.name, device=str(dev), kind=kind, inference_mb=inference_mb, train_mb=train_mb,
+        entry=entry.name, device=str(dev), inference_mb=inference_mb, train_mb=train_mb,
         train_batch=batch if train else None, train_steps=steps if train else 0,
         train_input=train_shape if train else None, details=details,
+        inference_kind=inference_kind, train_kind=train_kind,
     )
 
 
 def _train_steps_memory(entry, base, dev, batch, steps, shape, gen) -> dict:
+    """Peak memory of ``steps`` training steps. CUDA: max_memory_allocated. CPU: live tensor
+    bytes at the start (weights, inputs) + :func:`cpu_tensor_peak` of the steps — the same
+    quantity CUDA's allocator counts — with the peak RSS growth in the details for reference."""
     import copy
 
     r = entry.recipe
-    precise = dev.type == "cpu" and precise_cpu_rss()
     probe = MemoryProbe(dev).start()
     model = copy.deepcopy(base).to(dev).train()
     for p in model.parameters():
@@ -604,18 +648,28 @@ def _train_steps_memory(entry, base, dev, batch, steps, shape, gen) -> dict:
     opt = torch.optim.SGD(model.parameters(), lr=r.lr, momentum=r.momentum, weight_decay=r.weight_decay)
     x = torch.randn((batch,) + shape, generator=gen).to(dev)
     y = torch.randint(0, entry.arch.num_classes, (batch,), generator=gen).to(dev)
-    for _ in range(steps):
-        loss = nn.functional.cross_entropy(model(x), y)
-        opt.zero_grad(set_to_none=False)
-        loss.backward()
-        if r.grad_clip:
-            nn.utils.clip_grad_norm_(model.parameters(), r.grad_clip)
-        opt.step()
-    out = probe.stop()
-    if dev.type == "cpu":
-        out["glibc_mmap_threshold_64k"] = precise
-    del model, opt, x, y, loss
-    gc.collect()
+
+    def run() -> None:
+        for _ in range(steps):
+            loss = nn.functional.cross_entropy(model(x), y)
+            opt.zero_grad(set_to_none=False)
+            loss.backward()
+            if r.grad_clip:
+                nn.utils.clip_grad_norm_(model.parameters(), r.grad_clip)
+            opt.step()
+
+    if dev.type == "cuda":
+        run()
+        out = probe.stop()
+    else:
+        live = tensor_bytes(model, opt, x, y)
+        grown = cpu_tensor_peak(run)
+        rss = probe.stop()
+        if grown is None:  # no profiler memory events: fall back to the RSS figure, labelled
+            out = rss
+        else:
+            out = {"peak_mb": round((live + grown) / 2**20, 1), "kind": "cpu_tensor_peak",
+                   "live_at_start_mb": round(live / 2**20, 1), "rss": rss}
     return out
 
 
@@ -661,7 +715,16 @@ def _record(entry: ZooEntry, device: torch.device, tp: ThroughputResult | None, 
         )
     if mem is not None:
         metrics.update(mem.metrics())
-        ext["memory_kind"] = mem.kind
+        if mem.inference_kind:
+            ext["memory_kind"] = mem.inference_kind
+        if mem.train_kind:
+            ext["train_memory_kind"] = mem.train_kind
+            # one string for tables with a single "memory kind" column: say which is which
+            inf_kind = ext.get("memory_kind")
+            if inf_kind and inf_kind != mem.train_kind:
+                ext["memory_kind"] = f"inference {inf_kind}; train {mem.train_kind}"
+            elif not inf_kind:
+                ext["memory_kind"] = mem.train_kind
         ext["memory"] = {
             "inference_mb": mem.inference_mb,
             "inference_protocol": "published (1 video, fp32)" if mem.inference_mb is not None else None,

@@ -133,16 +133,31 @@ def test_one_chunked_video_takes_its_noise_from_the_forwards():
 
 
 def test_peak_rss_sees_a_temporary_allocation():
-    # As the memory measurement does: without it, glibc may serve the buffer from pages that
-    # earlier tests in this process freed but kept resident, and the peak would not move.
-    M.precise_cpu_rss()
+    # An anonymous mapping of its own, so the pages are fresh whatever earlier tests left in
+    # glibc's heap (a malloc'ed buffer may be served from freed, still resident memory).
+    import mmap
+
     probe = M.PeakRSS().start()
     if probe.scope != "measurement":
         pytest.skip("/proc/self/clear_refs is not writable here: peak RSS cannot be reset")
-    buf = torch.ones(64 * 2**20 // 4)  # 64 MiB, touched
-    del buf
+    buf = mmap.mmap(-1, 64 * 2**20)
+    buf.write(b"\x01" * (64 * 2**20))  # touch every page
+    buf.close()
     probe.stop()
     assert probe.delta_mb >= 48
+
+
+def test_cpu_tensor_peak_counts_what_a_function_allocates():
+    def alloc():
+        a = torch.ones(4 * 2**20 // 4)  # 4 MiB
+        b = torch.ones(2 * 2**20 // 4)  # + 2 MiB live together
+        del a, b
+        c = torch.ones(2**20 // 4)  # 1 MiB afterwards: not the peak
+        return c
+
+    peak = M.cpu_tensor_peak(alloc)
+    assert peak is not None and 6 * 2**20 <= peak < 6.5 * 2**20
+    assert M.tensor_bytes(torch.ones(10), [torch.ones(5)]) == 60
 
 
 def test_train_step_memory_at_the_recipe_batch():
@@ -151,7 +166,11 @@ def test_train_step_memory_at_the_recipe_batch():
     assert r.train_batch == entry.recipe.videos_per_gpu == 8 and r.train_steps == 1
     assert r.train_input == (3, entry.data.clip_len, entry.data.train_crop, entry.data.train_crop)
     assert r.train_mb is not None and r.inference_mb is not None
-    assert r.train_mb > 0 and r.kind.startswith("cpu_peak_rss")
+    assert r.train_mb > 0 and r.train_kind == "cpu_tensor_peak" and r.inference_kind.startswith("cpu_peak_rss")
+    # the tensor peak holds at least the weights, the input and one copy of the gradients
+    weights = M.tensor_bytes(build_model(SMOKE)) / 2**20
+    assert r.train_mb > 2 * weights
+    assert r.details["train"]["live_at_start_mb"] >= weights
     assert set(r.metrics()) == {"peak_memory_mb", "train_memory_mb"}
 
 
@@ -171,7 +190,9 @@ def test_bench_writes_a_record_with_every_condition(tmp_path):
         assert key in c, key
     assert c["precision"] == "fp32" and c["fold_bn"] and c["views"] == 6 and c["batch"] == 1
     assert c["checkpoint_sha256"] is None
-    assert x["memory"]["train_batch"] == 8 and x["memory_kind"].startswith("cpu_peak_rss")
+    assert x["memory"]["train_batch"] == 8 and x["loop_memory"]["kind"].startswith("cpu_peak_rss")
+    assert x["train_memory_kind"] == "cpu_tensor_peak"
+    assert x["memory_kind"] == "inference cpu_peak_rss_delta; train cpu_tensor_peak"
 
 
 def test_zoo_cpu_measures_each_architecture_once_and_says_who_shares(tmp_path):
