@@ -12,7 +12,10 @@ Levers, each a field of :class:`FastConfig` so that a record can name every one 
 * **memory format** ``channels_last_3d`` (NDHWC): what oneDNN and cuDNN convolutions prefer.
 * **torch.compile** (inductor; on CPU with ``freezing`` so oneDNN weights are pre-packed), and
   on CUDA optionally CUDA graphs (``mode="reduce-overhead"``).
-* ``torch.inference_mode``, ``cudnn.benchmark``, a thread count.
+* ``torch.inference_mode``, ``cudnn.benchmark``, a thread count (set on every call: on cores
+  shared with other work one thread can be 3x faster than two, see :func:`cpu_candidates`).
+
+No configuration wins everywhere, so on CPU :func:`autotune` times candidates on the spot.
 
 The prepared model (:class:`FastModel`) takes what the data pipeline produces — views
 ``V x 3 x T x H x W``, either uint8 (then normalised on the device, which moves 4x fewer

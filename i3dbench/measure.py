@@ -14,8 +14,11 @@ Two protocols (``protocol=``):
     The same output (per-video averaged class probabilities on the host) computed as fast as
     this library can on the device: uint8 views moved (pinned on CUDA) and normalised on the
     device, the :mod:`~i3dbench.fastpath` levers (bf16, channels_last_3d, conv-BN folding,
-    torch.compile, inference_mode, cudnn.benchmark), several videos per forward on CUDA, and
-    an out-of-memory back-off that halves the views per forward.
+    torch.compile, inference_mode, cudnn.benchmark, thread count), several videos per
+    forward on CUDA, and an out-of-memory back-off that halves the views per forward. On CPU
+    the precision and thread count are autotuned on the spot (bf16 is not faster for every
+    model; one thread beats two when other work shares the cores): the record keeps the
+    candidates' times (``conditions.autotune``).
 
 Video counts: ``num_videos`` includes the ``warmup`` videos that are not timed (MMAction2:
 200 and 5). A full-size video is ~1.3 TMAC (30 views x 43.5 GMAC), tens of seconds on two CPU
