@@ -41,6 +41,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .fileio import atomic_write
+
 CHUNK = 1 << 20
 _HASH_IN_NAME = re.compile(r"-([0-9a-f]{8,64})\.(?:pth|pt|ckpt)$")
 
@@ -470,17 +472,7 @@ def save_checkpoint(
     meta.setdefault("time", time.strftime("%Y-%m-%d %H:%M:%S"))
     meta.setdefault("i3dbench_version", __version__)
     payload = {"meta": meta, "state_dict": state_dict, **_plain(dict(extra or {}))}
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda f: torch.save(payload, f))
 
 
 def publish_checkpoint(src: str | Path, out_dir: str | Path, name: str, date: str | None = None) -> Path:

@@ -207,9 +207,9 @@ def _append_rows(fh, rows: list[dict]) -> None:
 
 def _write_all(path: Path, rows: dict[int, dict]) -> None:
     """Replace ``path`` atomically with ``rows`` in index order."""
-    from .records import atomic_write_text
+    from .fileio import atomic_write
 
-    atomic_write_text(path, "".join(json.dumps(rows[i], separators=(",", ":")) + "\n" for i in sorted(rows)))
+    atomic_write(path, "".join(json.dumps(rows[i], separators=(",", ":")) + "\n" for i in sorted(rows)))
 
 
 def metrics_from_rows(rows: dict[int, dict], num_listed: int, seed: int = 0) -> dict:

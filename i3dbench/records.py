@@ -38,11 +38,12 @@ import platform
 import re
 import socket
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional
+
+from .fileio import atomic_write
 
 SCHEMA_VERSION = 1
 KINDS = ("eval", "bench", "train")
@@ -240,30 +241,6 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers see the old file or the whole new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
-
-
 def write_record(record: dict, records_dir: str | os.PathLike | None = None) -> Path:
     """Validate ``record`` and write it atomically as a new file under ``records_dir``.
 
@@ -279,7 +256,7 @@ def write_record(record: dict, records_dir: str | os.PathLike | None = None) -> 
         n += 1
         path = out_dir / name.replace(".json", f"-{n}.json")
     text = json.dumps(_finite(record), indent=2, sort_keys=True, allow_nan=False) + "\n"
-    atomic_write_text(path, text)
+    atomic_write(path, text)
     return path
 
 

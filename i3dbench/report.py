@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from .records import atomic_write_text, load_records, record_protocol
+from .fileio import atomic_write
+from .records import load_records, record_protocol
 from .zoo import ZooEntry, load_zoo, load_zoos
 
 MISSING = "—"
@@ -534,7 +535,7 @@ def training_section(ours: Path, published: Optional[Path], out_dir: Path) -> tu
 
 
 def _write_csv(df, path: Path) -> None:
-    atomic_write_text(path, df.to_csv(index=False, float_format="%.4f", lineterminator="\n"))
+    atomic_write(path, df.to_csv(index=False, float_format="%.4f", lineterminator="\n"))
 
 
 def update_readme_block(readme: Path, table: str) -> bool:
@@ -546,7 +547,7 @@ def update_readme_block(readme: Path, table: str) -> bool:
     head = text[: text.index("\n", start) + 1]
     new = head + table.rstrip("\n") + "\n" + text[end:]
     if new != text:
-        atomic_write_text(readme, new)
+        atomic_write(readme, new)
     return True
 
 
@@ -599,7 +600,7 @@ def render_report(
         figures += figs
         written.append(out_dir / "training.csv")
     label = os.path.relpath(records_dir, out_dir) if records_dir.is_absolute() == out_dir.is_absolute() else str(records_dir)
-    atomic_write_text(out_dir / "README.md", render_markdown(tables, figures, training_md, label.rstrip("/") + "/"))
+    atomic_write(out_dir / "README.md", render_markdown(tables, figures, training_md, label.rstrip("/") + "/"))
     written.append(out_dir / "README.md")
     written += [out_dir / f for f in figures]
     for name in GENERATED:  # stale outputs of an earlier render

@@ -19,6 +19,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..fileio import atomic_write
+
 __all__ = [
     "VIDEO_EXTENSIONS",
     "AnnotationError",
@@ -174,7 +176,7 @@ def write_video_list(path, records: list[VideoRecord]) -> Path:
         if any(c.isspace() for c in r.path):
             raise ValueError(f"{r.path!r}: list files cannot hold paths with spaces (MMAction2 splits on whitespace)")
     text = "".join(f"{r.path} {r.total_frames} {r.label}\n" if rawframes else f"{r.path} {r.label}\n" for r in records)
-    _atomic_write(path, text)
+    atomic_write(path, text)
     return path
 
 
@@ -273,7 +275,7 @@ def load_label_map(path) -> list[str]:
 def write_label_map(path, names: list[str]) -> Path:
     """Write class names one per line (index order), atomically."""
     path = Path(path)
-    _atomic_write(path, "".join(f"{n}\n" for n in names))
+    atomic_write(path, "".join(f"{n}\n" for n in names))
     return path
 
 
@@ -321,10 +323,3 @@ def csv_to_video_list(csv_path, video_dir, out, label_map: str | os.PathLike | l
             records.append(VideoRecord(rel, index_of[row.label_name]))
     write_video_list(out, records)
     return ConversionReport(Path(out), len(records), missing, classes)
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)

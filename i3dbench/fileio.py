@@ -1,0 +1,42 @@
+"""Atomic file writes: a reader (or a run killed mid-write) sees the old file or the whole new one."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import BinaryIO, Callable, Union
+
+Content = Union[str, bytes, Callable[[BinaryIO], None]]
+
+
+def atomic_write(path: str | os.PathLike, content: Content) -> Path:
+    """Write ``content`` (text, bytes, or a function writing to a binary file) to ``path``.
+
+    The data goes to a temp file in the same folder, is fsynced, and is renamed over ``path``
+    only when complete; on any error the temp file is removed and ``path`` is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if callable(content):
+                content(f)
+            else:
+                f.write(content.encode() if isinstance(content, str) else content)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    try:  # make the rename itself durable
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
+    return path
