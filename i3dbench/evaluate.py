@@ -135,12 +135,13 @@ def dataset_fingerprint(dataset, ann_file=None) -> str:
 
 def _data_files(root: Path, records) -> list[tuple[str, int]]:
     """(relative path, size) of what the list names, as the inventory counts them; missing ones left out."""
+    from .data.inventory import frame_dir_files
+
     files = []
     for rec in records:
         path = root / rec.path
         if path.is_dir():
-            with os.scandir(path) as it:
-                files += [(f"{rec.path}/{e.name}", e.stat().st_size) for e in it if e.is_file()]
+            files += frame_dir_files(path, rec.path)
         elif path.exists():
             files.append((str(rec.path), path.stat().st_size))
     return files

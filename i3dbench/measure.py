@@ -65,6 +65,7 @@ from .fastpath import (
     published_config,
     run_with_oom_backoff,
 )
+from .metrics import average_views
 from .zoo import ZooEntry, get_entry
 
 PROTOCOLS = ("published", "fast")
@@ -350,14 +351,6 @@ def _view_shape(entry: ZooEntry) -> tuple[int, int, int, int]:
     return (3, entry.data.clip_len, size, size)
 
 
-def _average(scores: torch.Tensor, videos: int, how: str) -> torch.Tensor:
-    """MMAction2 ``average_clips``: per video, mean over views of softmax ('prob') or of logits."""
-    scores = scores.float().reshape(videos, -1, scores.shape[-1])
-    if how == "prob":
-        scores = scores.softmax(dim=-1)
-    return scores.mean(dim=1)
-
-
 def _default_counts(device: torch.device, num_videos: int | None, warmup: int | None) -> tuple[int, int]:
     if device.type == "cuda":
         n, w = PUBLISHED_VIDEOS, PUBLISHED_WARMUP
@@ -451,7 +444,7 @@ def _published(entry, model, dev, n_videos, n_warm, views, shape, gen, probe, pr
         x = pool[i % len(pool)].to(dev)
         with torch.no_grad():
             scores = model(x.reshape((-1,) + shape))
-            return _average(scores, 1, entry.test.average_clips).cpu().numpy()
+            return average_views(scores, scores.shape[0], entry.test.average_clips).cpu().numpy()
 
     times = timed_loop(step, n_videos, n_warm, sync=_sync(dev), progress=progress, desc=f"{entry.name} published")
     cond = cfg.as_conditions()
@@ -521,7 +514,8 @@ def _fast(entry, model, dev, cfg, n_videos, n_warm, views, shape, gen, probe, ba
                     sync()
                     ts.append(time.perf_counter() - t0)
             chunk_times.append(ts)
-            return _average(torch.cat(outs), b, entry.test.average_clips).cpu().numpy()
+            scores = torch.cat(outs)
+            return average_views(scores, scores.shape[0] // b, entry.test.average_clips).cpu().numpy()
 
         # Prime: one untimed forward of one chunk creates the kernels for the chunk's shape (and
         # compiles, if asked), so that even warmup=0 does not time first-call costs.

@@ -73,6 +73,16 @@ def _unique_indices(path, indices) -> tuple[np.ndarray, np.ndarray]:
     return np.unique(idx, return_inverse=True)
 
 
+def _existing_video_file(path) -> str:
+    """``path`` as a string, or a DecodeError saying it is missing or empty (before a library opens it)."""
+    p = str(path)
+    if not os.path.isfile(p):
+        raise DecodeError(p, "file not found")
+    if os.path.getsize(p) == 0:
+        raise DecodeError(p, "file is empty (0 bytes)")
+    return p
+
+
 def _check_range(path, unique: np.ndarray, total: int) -> None:
     if total <= 0:
         raise DecodeError(path, "the container reports 0 frames")
@@ -110,11 +120,7 @@ class DecordDecoder:
     def _open(self, path):
         import decord
 
-        p = str(path)
-        if not os.path.isfile(p):
-            raise DecodeError(p, "file not found")
-        if os.path.getsize(p) == 0:
-            raise DecodeError(p, "file is empty (0 bytes)")
+        p = _existing_video_file(path)
         try:
             return decord.VideoReader(p, num_threads=self.num_threads)
         except Exception as e:  # noqa: BLE001 - decord raises DECORDError/RuntimeError with a C++ log line
@@ -160,11 +166,7 @@ class PyAVDecoder:
     def _open(self, path):
         import av
 
-        p = str(path)
-        if not os.path.isfile(p):
-            raise DecodeError(p, "file not found")
-        if os.path.getsize(p) == 0:
-            raise DecodeError(p, "file is empty (0 bytes)")
+        p = _existing_video_file(path)
         try:
             container = av.open(p)
         except Exception as e:  # noqa: BLE001 - any library failure becomes a DecodeError

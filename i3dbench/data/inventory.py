@@ -133,8 +133,7 @@ def _check_frame_dir(root: Path, record: VideoRecord, decoder, clip_span) -> Vid
         check.status = "missing" if not path.exists() else "unreadable"
         check.reason = "frame directory not found" if not path.exists() else "is a file, not a frame directory"
         return check
-    with os.scandir(path) as it:
-        check.files = sorted((f"{record.path}/{e.name}", e.stat().st_size) for e in it if e.is_file())
+    check.files = frame_dir_files(path, record.path)
     try:
         n = decoder.num_frames(path)
     except DecodeError as e:
@@ -166,6 +165,12 @@ def _check_span(check: VideoCheck, clip_span: int | None) -> None:
 
 
 # --------------------------------------------------------------------------- the whole set
+
+
+def frame_dir_files(path: Path, rel: str) -> list[tuple[str, int]]:
+    """Sorted ``(rel/name, size)`` of the files in a rawframes directory: what the fingerprint counts."""
+    with os.scandir(path) as it:
+        return sorted((f"{rel}/{e.name}", e.stat().st_size) for e in it if e.is_file())
 
 
 def dataset_fingerprint(files: list[tuple[str, int]], annotation_bytes: bytes) -> str:
