@@ -41,13 +41,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from .errors import UserError
 from .fileio import atomic_write
 
 CHUNK = 1 << 20
 _HASH_IN_NAME = re.compile(r"-([0-9a-f]{8,64})\.(?:pth|pt|ckpt)$")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint cannot be downloaded, verified, read or loaded; the message says why."""
 
 

@@ -43,6 +43,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional
 
+from .errors import UserError
 from .fileio import atomic_write
 
 SCHEMA_VERSION = 1
@@ -50,7 +51,7 @@ KINDS = ("eval", "bench", "train")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-class RecordError(ValueError):
+class RecordError(UserError, ValueError):
     """A record (file) is malformed; the message names the file and field."""
 
 

@@ -22,12 +22,14 @@ from typing import Any, Optional
 
 import yaml
 
+from .errors import UnknownEntryError, UserError
+
 ZOO_DIR = Path(__file__).resolve().parent.parent / "zoo"
 DEFAULT_ZOO = ZOO_DIR / "i3d_kinetics400.yaml"
 SMOKE_ZOO = ZOO_DIR / "smoke.yaml"
 
 
-class ZooError(ValueError):
+class ZooError(UserError, ValueError):
     """A manifest is malformed; the message names file, entry and field."""
 
 
@@ -95,6 +97,12 @@ class DataSpec:
     val_clips: int = 1  # dense sampler: num_sample_positions at val (MMAction2 default 10)
     mean: tuple[float, float, float] = (123.675, 116.28, 103.53)
     std: tuple[float, float, float] = (58.395, 57.12, 57.375)
+    # How JPEG frames are decoded (rawframes): cv2 (MMAction2's default) | turbojpeg (PyTurboJPEG,
+    # the 0.x lazy rows' RawFrameDecode(decoding_backend='turbojpeg')) | pillow.
+    jpeg_backend: str = "cv2"
+    # How frames are resized: cv2 (mmcv.imresize, OpenCV bilinear, pixel-exact with MMAction2)
+    # | tensor (torch bilinear on whole clips, the fast path).
+    resize_backend: str = "tensor"
 
 
 @dataclass(frozen=True)
@@ -103,6 +111,9 @@ class TestProtocol:
     crop: str = "three_crop"  # three_crop | center_crop
     crop_size: int = 256
     average_clips: str = "prob"  # prob | score
+    # Which MMAction2's test-mode SampleFrames the published numbers used: "0.x" (2020 rows)
+    # or "1.x" (PySlowFast-aligned offsets, MMAction2 >= 1.0).
+    sampler_version: str = "1.x"
 
 
 @dataclass(frozen=True)
@@ -318,6 +329,9 @@ def _check_entry(e: ZooEntry, path: Path) -> None:
         (e.data.sampler in ("uniform", "dense"), "data.sampler", "must be uniform or dense"),
         (e.test.crop in ("three_crop", "center_crop"), "test.crop", "must be three_crop or center_crop"),
         (e.test.average_clips in ("prob", "score"), "test.average_clips", "must be prob or score"),
+        (e.test.sampler_version in ("0.x", "1.x"), "test.sampler_version", "must be 0.x or 1.x"),
+        (e.data.jpeg_backend in ("cv2", "turbojpeg", "pillow"), "data.jpeg_backend", "must be cv2, turbojpeg or pillow"),
+        (e.data.resize_backend in ("cv2", "tensor"), "data.resize_backend", "must be cv2 or tensor"),
         (e.dataset in ("kinetics400", "synthetic"), "dataset", "must be kinetics400 or synthetic"),
         (
             e.checkpoint.sha256_prefix is None
@@ -364,4 +378,4 @@ def get_entry(entry_or_name: ZooEntry | str, zoo: str | Path | None = None) -> Z
     except KeyError:
         close = [n for n in entries if entry_or_name.lower() in n.lower()]
         hint = f" Did you mean: {', '.join(close[:5])}?" if close else " Run `i3dbench zoo list` to see them."
-        raise KeyError(f"no zoo entry named '{entry_or_name}'.{hint}") from None
+        raise UnknownEntryError(f"no zoo entry named '{entry_or_name}'.{hint}") from None

@@ -19,6 +19,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import UserError
 from ..fileio import atomic_write
 
 __all__ = [
@@ -41,7 +42,7 @@ __all__ = [
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".flv")
 
 
-class AnnotationError(ValueError):
+class AnnotationError(UserError, ValueError):
     """A bad line in an annotation file: ``.file``, ``.line`` (1-based, 0 = whole file), ``.message``."""
 
     def __init__(self, file: str | os.PathLike, line: int, message: str):
