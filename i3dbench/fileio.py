@@ -15,11 +15,14 @@ def atomic_write(path: str | os.PathLike, content: Content) -> Path:
 
     The data goes to a temp file in the same folder, is fsynced, and is renamed over ``path``
     only when complete; on any error the temp file is removed and ``path`` is untouched.
+    The file's mode is what a plain ``open(path, "w")`` would give: an existing file keeps its
+    mode, a new one gets ``0o666 & ~umask`` (``mkstemp`` alone would leave ``0o600``).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, _target_mode(path))
         with os.fdopen(fd, "wb") as f:
             if callable(content):
                 content(f)
@@ -40,3 +43,24 @@ def atomic_write(path: str | os.PathLike, content: Content) -> Path:
     except OSError:
         pass
     return path
+
+
+def _target_mode(path: Path) -> int:
+    try:
+        return path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        return 0o666 & ~current_umask()
+
+
+def current_umask() -> int:
+    """The process umask: Linux shows it in /proc/self/status; elsewhere it is read by setting
+    and restoring it (POSIX has no read-only call, and the set-restore is not thread-safe)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

@@ -1,199 +1,470 @@
-"""Regression gate: the newest records against the published numbers or a baseline.
+"""Regression gate: the newest records against a baseline run, or against the published numbers.
 
-For each (entry, kind, device name, protocol) the newest record is judged (see
-``records.record_key``); only a change for the worse beyond what noise and the entry's
-tolerance allow is a regression:
+Records are compared like with like: the newest record (by its parsed ISO time) per
+:func:`~i3dbench.records.comparison_key` — entry, kind, device name, protocol, precision,
+memory kinds and measurement method. A measurement shared by several entries (one
+architecture measured once, see measure.py) is judged once, naming all its entries.
 
-* accuracy (eval records: top1, top5) — the reference value (published, or the baseline
-  record's) must lie inside the measured 95% bootstrap interval widened by the entry's
-  tolerance (``tolerance.top1`` / ``top5`` points); a measurement below that is a regression.
-* speed (bench records: video/s) — ``ratio = measured / reference``; regression when
-  ``ratio < 1 - allowed`` with ``allowed = max(1 - tolerance.speed_min_ratio, k * spread,
-  min_speed_tol)`` where ``spread`` is the relative per-iteration standard deviation stored in
-  the record (both records' combined against a baseline): the threshold follows the noise.
-* memory (bench records: train_memory_mb, or peak_memory_mb against a baseline) — regression
-  when ``measured > reference * (1 + tolerance.memory_rel) + MEMORY_SLACK_MB``.
+Against a **baseline** (a records folder or run folder):
 
-Against published numbers, speed and memory are judged only on CUDA devices and under the
-``published`` protocol (the published figures are GPU numbers; a CPU cannot regress against
-them). Exit codes: 0 nothing regressed, 1 at least one regression (the table of what and by
-how much is printed), 2 cannot judge (no records, an entry not in the zoo, nothing comparable).
+* accuracy (eval): a paired test on the same videos — the records carry per-video
+  correctness — an exact one-sided McNemar test that the new model is wrong more often;
+  a regression when it is significant after Holm's correction over every test of this gate
+  run and the accuracy dropped. The change is shown with Newcombe's paired 95% interval. Both
+  evaluations must be of the same dataset copy (fingerprint) and complete.
+* speed (bench): the raw per-iteration times of both records: a one-sided Mann-Whitney test
+  that the new times are longer, Holm-corrected, **and** a median-time ratio beyond the entry's
+  tolerance (``1 / tolerance.speed_min_ratio``; the threshold is a ratio of medians, so it can
+  never go below zero). A measurement too noisy to judge (robust spread above
+  :data:`MAX_SPREAD` or fewer than :data:`MIN_TIMES` times), or slower beyond the tolerance
+  without a significant test, cannot be judged.
+* memory (bench): the same kind, measured the same way: a regression when
+  ``new > base * (1 + tolerance.memory_rel) + MEMORY_SLACK_MB``.
+
+Against the **published numbers** (no baseline): accuracy when the published value lies above
+the record's exact 95% interval widened by the tolerance; GPU records only for speed (under the
+``published`` protocol, against the published video/s: the upper end of the distribution-free
+95% interval of the median rate must reach ``speed_min_ratio * published``) and for the
+training memory (kind ``cuda_max_memory_allocated`` against the published training-log
+figure). CPU figures are never compared with published GPU figures: such rows are N/A.
+
+Never "ok": a NaN, inf, null, zero or missing metric; an evaluation that covered fewer videos
+than its list; a baseline row absent from the new records; a record from the future or with
+an unparseable time; a baseline of another dataset copy. Each is "cannot judge" with its
+reason. Exit codes: 0 everything due was judged and nothing regressed; 1 a regression; 2 cannot
+judge (or nothing at all to judge).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from typing import Optional
 
-from .records import RecordError, load_records, newest_records
+from .errors import UserError
+from .records import comparison_key, load_records, parse_time, record_time
 from .zoo import ZooEntry, load_zoo, load_zoos
 
-OK, REGRESSED, IMPROVED, SKIPPED = "ok", "REGRESSED", "improved", "skipped"
-NOISE_K = 3.0  # how many relative standard deviations of per-iteration time count as noise
-MIN_SPEED_TOL = 0.05  # never judge speed finer than 5%: run-to-run drift exceeds per-iteration noise
-MEMORY_SLACK_MB = 64.0  # allocator / page granularity: a tiny model's peak RSS moves by tens of MB
+OK, REGRESSED, IMPROVED, CANNOT, NA = "ok", "REGRESSED", "improved", "CANNOT JUDGE", "n/a"
+ALPHA = 0.05  # family-wise error rate of one gate run (Holm)
+MAX_SPREAD = 0.25  # robust coefficient of variation (1.4826 MAD / median) above which timings are too noisy
+MIN_TIMES = 5  # fewer timed iterations than this cannot be judged
+MEMORY_SLACK_MB = 1.0  # allocator granularity on top of the relative tolerance
+FUTURE_SLACK = timedelta(minutes=5)  # clock skew between machines
 
 
 @dataclass
 class Check:
-    entry: str
+    entries: list[str]  # the entry judged, then the others sharing its measurement
     kind: str
     device: str
     protocol: str
+    precision: str
     metric: str
-    reference: Optional[float]
     source: str  # "published" | "baseline"
+    reference: Optional[float]
     measured: Optional[float]
-    change: str  # "-1.20 pts" / "x0.83"
-    allowed: str  # what the threshold was
-    status: str  # ok | REGRESSED | improved | skipped
+    change: str = ""  # "-1.20 pts [-2.1, -0.3]" / "x1.43"
+    test: str = ""  # "McNemar p=0.003 (Holm 0.012), 7 flips" / "Mann-Whitney p=..."
+    allowed: str = ""  # the threshold
+    status: str = NA
     why: str = ""
+    record: str = ""
+    p: Optional[float] = None  # raw one-sided p-value, adjusted across the run (Holm)
+    material: bool = False  # the change is beyond the tolerance (speed) / a drop (accuracy)
+
+    @property
+    def entry(self) -> str:
+        return self.entries[0]
 
 
 @dataclass
 class GateResult:
     exit_code: int
     checks: list[Check] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)  # why it cannot judge
+    problems: list[str] = field(default_factory=list)  # why it cannot judge at all
 
     @property
     def regressions(self) -> list[Check]:
         return [c for c in self.checks if c.status == REGRESSED]
 
+    @property
+    def undecided(self) -> list[Check]:
+        return [c for c in self.checks if c.status == CANNOT]
 
-def _accuracy_checks(entry: ZooEntry, key, rec: dict, refs: dict, source: str) -> list[Check]:
-    name, kind, device, protocol = key
+
+# --------------------------------------------------------------------------- value checks
+
+
+def _number(value) -> Optional[float]:
+    """A usable measured number (finite and > 0), else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) and value > 0 else None
+
+
+def _bad(metric: str, value) -> str:
+    if value is None:
+        return f"{metric} is missing or null (NaN/inf are stored as null)"
+    return f"{metric} is {value!r}: not a positive finite number"
+
+
+def _base_check(rec: dict, metric: str, source: str, entries: list[str]) -> Check:
+    _, kind, device, protocol, precision, _, _ = comparison_key(rec)
+    return Check(entries=entries, kind=kind, device=device, protocol=protocol, precision=precision, metric=metric,
+                 source=source, reference=None, measured=None, record=rec.get("_file", ""))
+
+
+def _coverage_problem(rec: dict) -> Optional[str]:
     m = rec["metrics"]
+    n, listed = m.get("num_videos"), m.get("num_listed")
+    if not isinstance(n, int) or n <= 0:
+        return f"no video was evaluated ({m.get('num_failed', '?')} of {listed} failed)"
+    if not isinstance(listed, int) or n < listed:
+        return f"evaluated {n} of {listed} listed videos (partial evaluation)"
+    return None
+
+
+# --------------------------------------------------------------------------- accuracy
+
+
+def _per_video(rec: dict, metric: str):
+    from .metrics import parse_per_video
+
+    text = (rec["extra"].get("per_video") or {}).get(metric)
+    return None if not isinstance(text, str) else parse_per_video(text)
+
+
+def accuracy_vs_baseline(rec: dict, base: dict, entries: list[str]) -> list[Check]:
+    from .stats import mcnemar_exact, paired_difference_interval
+
     out = []
     for metric in ("top1", "top5"):
-        ref, measured = refs.get(metric), m.get(metric)
-        if ref is None or measured is None:
+        c = _base_check(rec, metric, "baseline", entries)
+        c.measured, c.reference = _number(rec["metrics"].get(metric)), _number(base["metrics"].get(metric))
+        problem = (_coverage_problem(rec) or (None if c.measured is not None else _bad(metric, rec["metrics"].get(metric)))
+                   or (f"baseline: {p}" if (p := _coverage_problem(base)) else None)
+                   or (None if c.reference is not None else "baseline " + _bad(metric, base["metrics"].get(metric))))
+        fp_new, fp_base = rec["conditions"].get("dataset_fingerprint"), base["conditions"].get("dataset_fingerprint")
+        if problem is None and fp_new != fp_base:
+            problem = f"the baseline evaluated another dataset copy (fingerprint {str(fp_base)[:12]} vs {str(fp_new)[:12]})"
+        new_hits, base_hits = _per_video(rec, metric), _per_video(base, metric)
+        if problem is None and (new_hits is None or base_hits is None or len(new_hits) != len(base_hits)):
+            problem = "per-video correctness missing or of another length: no paired test possible"
+        if problem:
+            c.status, c.why = CANNOT, problem
+            out.append(c)
             continue
-        tol = getattr(entry.tolerance, metric)
-        ci = m.get(f"{metric}_ci") or [measured, measured]
-        low, high = ci[0] - tol, ci[1] + tol
-        status = OK if low <= ref <= high else (REGRESSED if ref > high else IMPROVED)
-        out.append(Check(name, kind, device, protocol, metric, ref, source, measured,
-                         f"{measured - ref:+.2f} pts", f"CI [{ci[0]:.2f}, {ci[1]:.2f}] ± {tol:g}", status))
+        both = (new_hits >= 0) & (base_hits >= 0)
+        a, b = base_hits[both], new_hits[both]
+        mc = mcnemar_exact(a, b)
+        lo, hi = paired_difference_interval(a, b)
+        c.change = f"{c.measured - c.reference:+.2f} pts [{100 * lo:+.2f}, {100 * hi:+.2f}]"
+        c.p = mc.p_b_worse
+        c.test = f"McNemar exact one-sided p={mc.p_b_worse:.3g}, {mc.flips} flips ({mc.n01} lost, {mc.n10} gained)"
+        c.material = mc.n01 > mc.n10
+        c.allowed = f"Holm-adjusted p >= {ALPHA:g}"
+        out.append(c)
     return out
 
 
-def speed_check(entry: ZooEntry, key, measured: Optional[float], ref: Optional[float], spread: float, source: str):
-    """The speed rule of the module docstring as a :class:`Check` (None without both numbers);
-    ``key`` is the record key (entry, kind, device name, protocol)."""
-    name, kind, device, protocol = key
-    if not measured or not ref:
-        return None
-    allowed = max(1.0 - entry.tolerance.speed_min_ratio, NOISE_K * spread, MIN_SPEED_TOL)
-    ratio = measured / ref
-    status = REGRESSED if ratio < 1.0 - allowed else (IMPROVED if ratio > 1.0 + allowed else OK)
-    return Check(name, kind, device, protocol, "video_per_s", ref, source, measured, f"x{ratio:.3f}",
-                 f">= x{1.0 - allowed:.3f} (spread {100 * spread:.1f}%)", status)
-
-
-def memory_check(entry: ZooEntry, key, metric: str, measured, ref, source: str):
-    """The memory rule of the module docstring as a :class:`Check` (None without both numbers)."""
-    name, kind, device, protocol = key
-    if not measured or not ref:
-        return None
-    limit = ref * (1.0 + entry.tolerance.memory_rel) + MEMORY_SLACK_MB
-    status = REGRESSED if measured > limit else OK
-    return Check(name, kind, device, protocol, metric, ref, source, measured, f"x{measured / ref:.3f}",
-                 f"<= {limit:.0f} MB", status)
-
-
-def _spread(rec: dict) -> float:
-    v = rec["metrics"].get("rel_std")
-    return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else 0.0
-
-
-def judge_against_published(entries: dict[str, ZooEntry], newest: dict) -> list[Check]:
-    checks = []
-    for key, rec in sorted(newest.items()):
-        name, kind, device, protocol = key
-        entry = entries[name]
-        p = entry.published
-        if kind == "eval":
-            got = _accuracy_checks(entry, key, rec, {"top1": p.top1, "top5": p.top5}, "published")
-            checks += got or [Check(name, kind, device, protocol, "top1", None, "published", rec["metrics"].get("top1"),
-                                    "", "", SKIPPED, "no published accuracy")]
-        elif kind == "bench":
-            on_gpu = str(rec["conditions"].get("device", "")).startswith("cuda")
-            if not on_gpu or protocol != "published":
-                checks.append(Check(name, kind, device, protocol, "video_per_s", p.video_per_s, "published",
-                                    rec["metrics"].get("video_per_s"), "", "", SKIPPED,
-                                    "published speed/memory are GPU numbers under the published protocol"))
-                continue
-            c = speed_check(entry, key, rec["metrics"].get("video_per_s"), p.video_per_s, _spread(rec), "published")
-            mc = memory_check(entry, key, "train_memory_mb", rec["metrics"].get("train_memory_mb"), p.gpu_mem_mb, "published")
-            got = [x for x in (c, mc) if x is not None]
-            checks += got or [Check(name, kind, device, protocol, "video_per_s", None, "published",
-                                    rec["metrics"].get("video_per_s"), "", "", SKIPPED, "nothing published")]
-    return checks
-
-
-def judge_against_baseline(entries: dict[str, ZooEntry], newest: dict, base: dict) -> list[Check]:
-    checks = []
-    for key, rec in sorted(newest.items()):
-        name, kind, device, protocol = key
-        entry = entries[name]
-        ref = base.get(key)
-        if ref is None:
-            checks.append(Check(name, kind, device, protocol, "-", None, "baseline", None, "", "", SKIPPED,
-                                "no baseline record for this entry/kind/device/protocol"))
+def accuracy_vs_published(entry: ZooEntry, rec: dict, entries: list[str]) -> list[Check]:
+    out = []
+    for metric in ("top1", "top5"):
+        c = _base_check(rec, metric, "published", entries)
+        c.reference = getattr(entry.published, metric)
+        raw = rec["metrics"].get(metric)
+        c.measured = _number(raw)
+        if c.reference is None:
+            c.status, c.why = NA, "no published number"
+            out.append(c)
             continue
-        if kind == "eval":
-            checks += _accuracy_checks(entry, key, rec, {k: ref["metrics"].get(k) for k in ("top1", "top5")}, "baseline")
-        elif kind == "bench":
-            spread = math.hypot(_spread(rec), _spread(ref))
-            m, r = rec["metrics"], ref["metrics"]
-            for c in (
-                speed_check(entry, key, m.get("video_per_s"), r.get("video_per_s"), spread, "baseline"),
-                memory_check(entry, key, "train_memory_mb", m.get("train_memory_mb"), r.get("train_memory_mb"), "baseline"),
-                memory_check(entry, key, "peak_memory_mb", m.get("peak_memory_mb"), r.get("peak_memory_mb"), "baseline"),
-            ):
-                if c is not None:
-                    checks.append(c)
-    return checks
+        interval = rec["metrics"].get(f"{metric}_interval")
+        problem = _coverage_problem(rec) or (None if c.measured is not None else _bad(metric, raw))
+        if problem is None and not (isinstance(interval, list) and len(interval) == 2 and all(
+                isinstance(v, (int, float)) and math.isfinite(v) for v in interval)):
+            problem = f"{metric}_interval is missing or not finite"
+        if problem:
+            c.status, c.why = CANNOT, problem
+            out.append(c)
+            continue
+        tol = getattr(entry.tolerance, metric)
+        low, high = interval[0] - tol, interval[1] + tol
+        c.change = f"{c.measured - c.reference:+.2f} pts"
+        c.allowed = f"exact 95% [{interval[0]:.2f}, {interval[1]:.2f}] ± {tol:g}"
+        c.status = OK if low <= c.reference <= high else (REGRESSED if c.reference > high else IMPROVED)
+        out.append(c)
+    return out
 
 
-def run_gate(records_dir=None, baseline=None, zoo=None) -> GateResult:
+# --------------------------------------------------------------------------- speed
+
+
+def _per_video_times(rec: dict) -> Optional[list[float]]:
+    times = rec["extra"].get("times_s")
+    vpi, vpv = rec["method"].get("views_per_iteration"), rec["method"].get("views_per_video")
+    if not isinstance(times, list) or not times or not vpi or not vpv:
+        return None
+    if not all(isinstance(t, (int, float)) and math.isfinite(t) and t > 0 for t in times):
+        return None
+    return [t * vpv / vpi for t in times]  # seconds per video
+
+
+def speed_vs_baseline(entry: ZooEntry, rec: dict, base: dict, entries: list[str]) -> Check:
+    from .stats import mann_whitney, median_ratio_interval, too_noisy
+
+    c = _base_check(rec, "video_per_s", "baseline", entries)
+    c.measured, c.reference = _number(rec["metrics"].get("video_per_s")), _number(base["metrics"].get("video_per_s"))
+    limit = 1.0 / entry.tolerance.speed_min_ratio
+    c.allowed = f"median time <= x{limit:.3f} or not significant"
+    new_t, base_t = _per_video_times(rec), _per_video_times(base)
+    problem = (None if c.measured is not None else _bad("video_per_s", rec["metrics"].get("video_per_s"))) or \
+        (None if c.reference is not None else "baseline " + _bad("video_per_s", base["metrics"].get("video_per_s"))) or \
+        (None if new_t is not None else "raw iteration times missing or invalid") or \
+        (None if base_t is not None else "baseline raw iteration times missing or invalid")
+    if problem is None:
+        noisy = too_noisy(new_t, MAX_SPREAD, MIN_TIMES)
+        base_noisy = too_noisy(base_t, MAX_SPREAD, MIN_TIMES)
+        problem = (f"too noisy to judge: {noisy}" if noisy else None) or \
+            (f"baseline too noisy to judge: {base_noisy}" if base_noisy else None)
+    if problem:
+        c.status, c.why = CANNOT, problem
+        return c
+    import statistics
+
+    ratio = statistics.median(new_t) / statistics.median(base_t)  # > 1: slower
+    lo, hi = median_ratio_interval(base_t, new_t)
+    mw = mann_whitney(new_t, base_t, alternative="greater")
+    c.p = mw.pvalue
+    c.material = ratio > limit
+    c.change = f"time x{ratio:.3f} [{lo:.3f}, {hi:.3f}]"
+    c.test = f"Mann-Whitney one-sided p={mw.pvalue:.3g} (n={len(new_t)}/{len(base_t)})"
+    return c
+
+
+def _median_rate_upper(times_per_video: list[float], confidence: float = 0.95) -> float:
+    """Upper end of the distribution-free interval of the median rate (1 / the lower order
+    statistic of the times bracketing the median; binomial(n, 1/2) order-statistic interval)."""
+    t = sorted(times_per_video)
+    n = len(t)
+    alpha = (1.0 - confidence) / 2.0
+    # largest k with P(Binomial(n, 1/2) <= k - 1) <= alpha: t[k-1] is a lower bound of the median time
+    cdf, k = 0.0, 0
+    for j in range(n):
+        p = math.comb(n, j) / 2**n
+        if cdf + p > alpha:
+            break
+        cdf += p
+        k = j + 1
+    return 1.0 / t[max(k - 1, 0)]
+
+
+def speed_vs_published(entry: ZooEntry, rec: dict, entries: list[str]) -> Check:
+    c = _base_check(rec, "video_per_s", "published", entries)
+    c.reference = entry.published.video_per_s
+    raw = rec["metrics"].get("video_per_s")
+    c.measured = _number(raw)
+    if c.reference is None:
+        c.status, c.why = NA, "no published speed"
+        return c
+    times = _per_video_times(rec)
+    if c.measured is None or times is None:
+        c.status, c.why = CANNOT, _bad("video_per_s", raw) if c.measured is None else "raw iteration times missing"
+        return c
+    need = entry.tolerance.speed_min_ratio * c.reference
+    upper = _median_rate_upper(times)
+    c.change = f"x{c.measured / c.reference:.3f}"
+    c.allowed = f"upper 95% end of the median rate ({upper:.3g}) >= {need:.3g} video/s"
+    c.status = REGRESSED if upper < need else (IMPROVED if c.measured > c.reference / entry.tolerance.speed_min_ratio
+                                                else OK)
+    return c
+
+
+# --------------------------------------------------------------------------- memory
+
+
+def memory_checks(entry: ZooEntry, rec: dict, ref_rec: Optional[dict], entries: list[str]) -> list[Check]:
+    """Inference and training memory against a baseline record (``ref_rec``) or, for training
+    memory on a GPU, the published training-log figure."""
+    out = []
+    for what in ("inference", "train"):
+        metric = f"{what}_memory_mb"
+        kind = rec["conditions"].get(f"{what}_memory_kind")
+        if ref_rec is not None:
+            if metric not in rec["metrics"] and metric not in ref_rec["metrics"]:
+                continue
+            c = _base_check(rec, metric, "baseline", entries)
+            c.reference = _number(ref_rec["metrics"].get(metric))
+        else:
+            if what != "train" or kind != "cuda_max_memory_allocated" or entry.published.gpu_mem_mb is None:
+                continue
+            c = _base_check(rec, metric, "published", entries)
+            c.reference = float(entry.published.gpu_mem_mb)
+        c.measured = _number(rec["metrics"].get(metric))
+        if c.measured is None or c.reference is None:
+            c.status = CANNOT
+            c.why = _bad(metric, rec["metrics"].get(metric)) if c.measured is None else "baseline " + _bad(
+                metric, ref_rec["metrics"].get(metric) if ref_rec else None)
+            out.append(c)
+            continue
+        limit = c.reference * (1.0 + entry.tolerance.memory_rel) + MEMORY_SLACK_MB
+        c.change = f"x{c.measured / c.reference:.3f}"
+        c.allowed = f"<= {limit:.1f} MB ({kind})"
+        c.status = REGRESSED if c.measured > limit else OK
+        out.append(c)
+    return out
+
+
+# --------------------------------------------------------------------------- selection
+
+
+def _check_times(records: list[dict], where: str, now: datetime) -> list[str]:
+    problems = []
+    for r in records:
+        t = parse_time(r["conditions"]["time"], r.get("_file", where))
+        if t > now + FUTURE_SLACK:
+            problems.append(f"{where}/{r.get('_file')}: its time {r['conditions']['time']} is in the future "
+                            f"(now {now.isoformat(timespec='seconds')}); fix the clock or remove the record")
+    return problems
+
+
+def newest_by_key(records: list[dict]) -> dict[tuple, dict]:
+    """The newest record per comparison key (by parsed time, then file name)."""
+    out: dict = {}
+    for rec in sorted(records, key=lambda r: (record_time(r), r.get("_file", ""))):
+        out[comparison_key(rec)] = rec
+    return out
+
+
+def _shared_groups(newest: dict[tuple, dict]) -> list[tuple[tuple, dict, list[str]]]:
+    """(key, record, entries) once per measurement: records sharing a measurement id collapse
+    into the record of the entry that was measured (or the first), naming every entry."""
+    by_id: dict[str, list[tuple[tuple, dict]]] = {}
+    for key, rec in sorted(newest.items()):
+        mid = rec["measurement"].get("id") if rec["measurement"].get("shared_by") else f"{key}"
+        by_id.setdefault(mid, []).append((key, rec))
+    out = []
+    for members in by_id.values():
+        measured = members[0][1]["measurement"].get("measured_entry")
+        lead = next((m for m in members if m[1]["entry"] == measured), members[0])
+        out.append((lead[0], lead[1], [lead[1]["entry"]] + sorted(m[1]["entry"] for m in members if m is not lead)))
+    return out
+
+
+def run_gate(records_dir, baseline=None, zoo=None, now: Optional[datetime] = None) -> GateResult:
     """Judge the newest records (see the module docstring); never raises for bad input."""
+    now = now or datetime.now(timezone.utc)
     try:
         entries = load_zoo(zoo) if zoo is not None else load_zoos()
-        records = [r for r in load_records(records_dir) if r["kind"] in ("eval", "bench")]
-        base_records = load_records(baseline) if baseline is not None else None
-    except (RecordError, ValueError, OSError) as err:
+        records = load_records(records_dir, kinds=("eval", "bench"))
+        base_records = load_records(baseline, kinds=("eval", "bench")) if baseline is not None else None
+    except (UserError, OSError) as err:
         return GateResult(2, problems=[str(err)])
-    if not records:
-        where = records_dir or "results/records"
-        return GateResult(2, problems=[f"no eval or bench records in {where}: run `i3dbench run` or the suites first"])
-    unknown = sorted({r["entry"] for r in records} - set(entries))
-    if unknown:
-        return GateResult(2, problems=[(f"record(s) for entries not in the zoo: {', '.join(unknown)} "
-                                        "(pass the manifest holding them with --zoo)")])
-    newest = newest_records(records)
+    problems = _check_times(records, str(records_dir), now)
     if base_records is not None:
+        problems += _check_times(base_records, str(baseline), now)
+    if problems:
+        return GateResult(2, problems=problems)
+    all_known = set(load_zoos()) | set(entries)
+    unknown = sorted({r["entry"] for r in records + (base_records or [])} - all_known)
+    if unknown:
+        return GateResult(2, problems=[f"record(s) for entries in no manifest: {', '.join(unknown)} "
+                                       "(pass the manifest holding them with --zoo)"])
+    records = [r for r in records if r["entry"] in entries]
+    if not records:
+        return GateResult(2, problems=[f"no eval or bench records of the chosen zoo's entries in {records_dir}"])
+    newest = newest_by_key(records)
+    checks: list[Check] = []
+    if base_records is not None:
+        base_records = [r for r in base_records if r["entry"] in entries]
         if not base_records:
-            return GateResult(2, problems=[f"no records in baseline {baseline}"])
-        checks = judge_against_baseline(entries, newest, newest_records(base_records))
+            return GateResult(2, problems=[f"no eval or bench records of the chosen zoo's entries in baseline {baseline}"])
+        base = newest_by_key(base_records)
+        for key, rec, names in _shared_groups(newest):
+            entry = entries[rec["entry"]]
+            ref = base.get(key)
+            if ref is None:
+                c = _base_check(rec, "-", "baseline", names)
+                c.status, c.why = CANNOT, "no baseline record with this key (entry, kind, device, protocol, precision, memory kinds, method)"
+                checks.append(c)
+                continue
+            if rec["kind"] == "eval":
+                checks += accuracy_vs_baseline(rec, ref, names)
+            else:
+                if "video_per_s" in rec["metrics"] or "video_per_s" in ref["metrics"]:
+                    checks.append(speed_vs_baseline(entry, rec, ref, names))
+                checks += memory_checks(entry, rec, ref, names)
+        present = {k for k in newest}
+        for key, ref, names in _shared_groups(base):
+            if key not in present:
+                c = _base_check(ref, "-", "baseline", names)
+                c.status, c.why = CANNOT, "baseline row absent from the new records"
+                checks.append(c)
     else:
-        checks = judge_against_published(entries, newest)
-    judged = [c for c in checks if c.status != SKIPPED]
-    if not judged:
-        return GateResult(2, checks, problems=["nothing comparable: no record has a reference value to be judged against"])
-    return GateResult(1 if any(c.status == REGRESSED for c in judged) else 0, checks)
+        for _, rec, names in _shared_groups(newest):
+            entry = entries[rec["entry"]]
+            if rec["kind"] == "eval":
+                checks += accuracy_vs_published(entry, rec, names)
+            elif rec["conditions"].get("device_class") != "gpu" or rec["method"].get("protocol") != "published":
+                c = _base_check(rec, "video_per_s", "published", names)
+                c.status, c.why = NA, "published speed and memory are GPU figures under the published protocol"
+                checks.append(c)
+            else:
+                checks.append(speed_vs_published(entry, rec, names))
+                checks += memory_checks(entry, rec, None, names)
+    _decide_tests(checks, entries)
+    regressed = any(c.status == REGRESSED for c in checks)
+    judged = [c for c in checks if c.status in (OK, REGRESSED, IMPROVED)]
+    if regressed:
+        code = 1
+    elif any(c.status == CANNOT for c in checks) or not judged:
+        code = 2
+    else:
+        code = 0
+    result = GateResult(code, checks)
+    if not judged and not regressed:
+        result.problems.append("nothing comparable: no record has a reference value to be judged against")
+    return result
+
+
+def _decide_tests(checks: list[Check], entries: dict[str, ZooEntry]) -> None:
+    """Holm-adjust the p-values of every test of this run, then set those checks' status."""
+    from .stats import holm
+
+    tested = [c for c in checks if c.p is not None and c.status == NA]
+    if not tested:
+        return
+    for c, adj in zip(tested, holm([c.p for c in tested])):
+        c.test += f", Holm-adjusted {adj:.3g}"
+        significant = adj < ALPHA
+        if c.metric == "video_per_s":
+            if significant and c.material:
+                c.status = REGRESSED
+            elif c.material:
+                c.status, c.why = CANNOT, "slower beyond the tolerance, but not significantly: measure longer"
+            else:
+                c.status = OK
+        else:
+            c.status = REGRESSED if significant and c.material else OK
+
+
+# --------------------------------------------------------------------------- output
 
 
 def format_checks(checks: list[Check]) -> str:
     from tabulate import tabulate
 
-    rows = [[c.entry, c.kind, c.device, c.protocol, c.metric, c.source,
-             "—" if c.reference is None else f"{c.reference:.2f}", "—" if c.measured is None else f"{c.measured:.2f}",
-             c.change or "—", c.allowed or "—", c.status + (f" ({c.why})" if c.why else "")] for c in checks]
-    return tabulate(rows, headers=["entry", "kind", "device", "protocol", "metric", "vs", "reference", "measured",
-                                   "change", "allowed", "status"], tablefmt="github", disable_numparse=True)
+    def entry_cell(c: Check) -> str:
+        return c.entry + (f" (+{len(c.entries) - 1} sharing)" if len(c.entries) > 1 else "")
+
+    rows = [[entry_cell(c), c.kind, c.device, c.protocol, c.precision, c.metric, c.source,
+             "—" if c.reference is None else f"{c.reference:.4g}", "—" if c.measured is None else f"{c.measured:.4g}",
+             c.change or "—", c.test or "—", c.allowed or "—", c.status + (f" ({c.why})" if c.why else ""), c.record]
+            for c in checks]
+    return tabulate(rows, headers=["entry", "kind", "device", "protocol", "precision", "metric", "vs", "reference",
+                                   "measured", "change", "test", "allowed", "status", "record"],
+                    tablefmt="github", disable_numparse=True)
 
 
 def report_gate(result: GateResult) -> str:
@@ -203,10 +474,13 @@ def report_gate(result: GateResult) -> str:
         lines.append(format_checks(result.checks))
     if result.regressions:
         lines += ["", f"REGRESSIONS ({len(result.regressions)}):", format_checks(result.regressions)]
+    if result.undecided:
+        lines += ["", f"CANNOT JUDGE ({len(result.undecided)}):", format_checks(result.undecided)]
     lines += [f"cannot judge: {p}" for p in result.problems]
-    verdict = {0: "gate: OK, nothing regressed", 1: "gate: FAILED, regression(s) above", 2: "gate: cannot judge"}
+    verdict = {0: "gate: OK, everything judged, nothing regressed", 1: "gate: FAILED, regression(s) above",
+               2: "gate: CANNOT JUDGE (exit 2), see above"}
     lines.append(verdict[result.exit_code])
     return "\n".join(lines)
 
 
-__all__ = ["MIN_SPEED_TOL", "NOISE_K", "Check", "GateResult", "memory_check", "report_gate", "run_gate", "speed_check"]
+__all__ = ["ALPHA", "MAX_SPREAD", "MIN_TIMES", "Check", "GateResult", "newest_by_key", "report_gate", "run_gate"]

@@ -1,4 +1,4 @@
-"""Classification metrics with MMAction2's semantics, plus a bootstrap confidence interval.
+"""Classification metrics with MMAction2's semantics, exact intervals, and per-video hit strings.
 
 MMAction2 (``mmaction.evaluation.functional.accuracy``) defines:
 
@@ -83,57 +83,48 @@ def mean_class_accuracy(scores: np.ndarray, labels) -> float:
     return mean_class_accuracy_from_pred(np.asarray(scores).argmax(axis=1), labels)
 
 
-def bootstrap_ci(
-    values,
-    n_resamples: int = 1000,
-    confidence: float = 0.95,
-    seed: int = 0,
-    chunk: int = 100,
-) -> tuple[float, float]:
-    """Percentile bootstrap interval for the mean of per-item ``values``.
-
-    Resamples items with replacement ``n_resamples`` times from a generator seeded with
-    ``seed`` (same inputs and seed -> same interval), vectorised over resamples in chunks of
-    ``chunk`` so memory stays ``chunk x len(values)``. Empty input gives ``(nan, nan)``.
-    """
-    values = np.asarray(values, dtype=np.float64).ravel()
-    n = len(values)
-    if n == 0:
-        return (float("nan"), float("nan"))
-    rng = np.random.default_rng(seed)
-    means = np.empty(n_resamples)
-    for start in range(0, n_resamples, chunk):
-        stop = min(start + chunk, n_resamples)
-        idx = rng.integers(0, n, size=(stop - start, n))
-        means[start:stop] = values[idx].mean(axis=1)
-    alpha = (1.0 - confidence) / 2.0
-    low, high = np.quantile(means, [alpha, 1.0 - alpha])
-    return (float(low), float(high))
-
-
-def accuracy_summary(pred_topk: np.ndarray, labels, n_resamples: int = 1000, seed: int = 0) -> dict:
-    """Top-1, top-5, mean class accuracy (percent) and 95% bootstrap CIs from ranked predictions.
+def accuracy_summary(pred_topk: np.ndarray, labels, confidence: float = 0.95) -> dict:
+    """Top-1, top-5, mean class accuracy (percent) and exact 95% intervals from ranked predictions.
 
     ``pred_topk`` is ``N x k`` (k >= 5 for top-5; fewer classes than 5 means top-5 is over
-    all of them), best class first, as :func:`topk_classes` returns. Same seed, same CIs.
+    all of them), best class first, as :func:`topk_classes` returns. The intervals are exact
+    (Clopper-Pearson) binomial intervals of the hit proportion: never degenerate (100% of 64
+    videos gives [94.4, 100]), asymmetric where the proportion is near 0 or 100.
     """
+    from .stats import exact_interval
+
     pred_topk = np.asarray(pred_topk, dtype=np.int64)
     labels = np.asarray(labels, dtype=np.int64)
     if len(labels) == 0:
         raise ValueError("no predictions to score")
+    n = len(labels)
     k5 = min(5, pred_topk.shape[1])
     hit1 = topk_hits(pred_topk, labels, 1)
     hit5 = topk_hits(pred_topk, labels, k5)
-    lo1, hi1 = bootstrap_ci(hit1, n_resamples=n_resamples, seed=seed)
-    lo5, hi5 = bootstrap_ci(hit5, n_resamples=n_resamples, seed=seed + 1)
+    lo1, hi1 = exact_interval(int(hit1.sum()), n, confidence)
+    lo5, hi5 = exact_interval(int(hit5.sum()), n, confidence)
     return {
         "top1": 100.0 * float(hit1.mean()),
         "top5": 100.0 * float(hit5.mean()),
         "mean_class_accuracy": 100.0 * mean_class_accuracy_from_pred(pred_topk[:, 0], labels),
-        "top1_ci": [100.0 * lo1, 100.0 * hi1],
-        "top5_ci": [100.0 * lo5, 100.0 * hi5],
-        "num_videos": len(labels),
+        "top1_interval": [100.0 * lo1, 100.0 * hi1],
+        "top5_interval": [100.0 * lo5, 100.0 * hi5],
+        "num_videos": n,
     }
+
+
+def per_video_string(hits) -> str:
+    """``"1"`` hit, ``"0"`` miss, ``"-"`` not evaluated (None), one character per video in list order."""
+    return "".join("-" if h is None else ("1" if h else "0") for h in hits)
+
+
+def parse_per_video(text: str) -> np.ndarray:
+    """Inverse of :func:`per_video_string`: int8 array with 1, 0 and -1 for not evaluated."""
+    lut = {"1": 1, "0": 0, "-": -1}
+    try:
+        return np.array([lut[c] for c in text], dtype=np.int8)
+    except KeyError as err:
+        raise ValueError(f"per-video string has a character other than 1, 0, -: {err}") from None
 
 
 def average_views(logits, num_views: int, mode: str = "prob"):

@@ -1,30 +1,36 @@
-"""Result records: one JSON file per run, with the conditions behind every number.
+"""Result records: one JSON file per measurement, saying how every number was obtained.
 
-A record is a plain dict (JSON object) with this schema (version :data:`SCHEMA_VERSION`)::
+Schema version :data:`SCHEMA_VERSION` (a plain JSON object)::
 
     {
-      "schema": 1,
-      "entry": "i3d_r50_32x2x1_100e_kinetics400_rgb",   # zoo entry name
+      "schema": 2,
+      "entry": "i3d_r50_32x2x1_100e_kinetics400_rgb",  # zoo entry name
       "kind": "eval" | "bench" | "train",
-      "metrics": {...},          # numbers of the run; see below
-      "conditions": {...},       # Conditions (below), from collect_conditions()
-      "extra": {...}             # anything else; "protocol" names what was measured
+      "metrics": {...},        # the numbers (below); NaN/inf are stored as null
+      "conditions": {...},     # what they were measured on: collect_conditions()
+      "method": {...},         # how they were measured: "name", "protocol" + kind-specific details
+      "obtained": {...},       # "how": "computed" | "resumed" (+ "rows_reused", "reused_from", "rows_computed")
+      "measurement": {...},    # "id"; for a measurement shared by several entries: "shared_by", "measured_entry"
+      "extra": {...}           # anything else (raw times, failures, per-video correctness, paths)
     }
 
 ``metrics`` by kind (units in the key or stated here):
-  eval:  top1, top5, mean_class_accuracy (percent), top1_ci, top5_ci ([low, high] percent,
-         95% bootstrap), num_videos (evaluated), num_listed, num_failed.
-  bench: video_per_s, and where measured: latency_ms, rel_std (per-iteration relative standard
-         deviation of the timed loop), peak_memory_mb (inference), train_memory_mb (one training
-         step at the published batch); the performance helper owns the exact set.
-  train: whatever the training run reports (final top1/top5 on its val split, epochs, ...).
 
-``extra["protocol"]``: bench: "published" | "fast"; eval: "<clips>x<crops>-<averaging>"
-(e.g. "10x3-prob"). The gate compares like with like: the newest record per
-(entry, kind, device name, protocol) — see :func:`record_key`.
+* eval: top1, top5, mean_class_accuracy (percent); top1_interval, top5_interval ([low, high]
+  percent, exact Clopper-Pearson 95%, ``method["interval"]`` says so); num_videos (evaluated),
+  num_listed, num_failed. ``extra["per_video"]`` holds one character per listed video, in list
+  order, for top-1 and top-5: ``1`` hit, ``0`` miss, ``-`` not evaluated (failed) — what a
+  paired test between two evaluations of the same dataset copy needs.
+* bench: video_per_s (videos per iteration / median iteration time), latency_median_ms,
+  spread (IQR / median of the iteration times), n_timed, inference_memory_mb,
+  train_memory_mb. ``extra["times_s"]`` keeps every timed iteration; memory kinds are in
+  ``conditions["inference_memory_kind"]`` / ``["train_memory_kind"]``.
+* train: top1/top5 (final val), best_top1/best_top5/best_epoch, wall_time_s, peak_memory_mb
+  (``conditions["train_memory_kind"]``), epochs, iters.
 
-Files are written atomically (temporary file in the same folder, fsync, rename), so a
-reader never sees half a record, and their names carry the environment:
+Comparable records share :func:`comparison_key`: entry, kind, device name, protocol,
+precision, memory kinds and measurement method. Files are written atomically and never
+overwritten; their names carry the environment:
 ``<kind>-<entry>-<device>-<precision>[-cl3d][-compiled]-pt<torch>-<UTC time>.json``.
 """
 
@@ -37,7 +43,7 @@ import os
 import platform
 import re
 import socket
-import subprocess
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -46,9 +52,9 @@ from typing import Any, Optional
 from .errors import UserError
 from .fileio import atomic_write
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 KINDS = ("eval", "bench", "train")
-REPO_ROOT = Path(__file__).resolve().parent.parent
+HOW = ("computed", "resumed")
 
 
 class RecordError(UserError, ValueError):
@@ -60,8 +66,9 @@ class Conditions:
     """The conditions of every number in a record (``record["conditions"]``)."""
 
     device: str  # "cpu", "cuda", "cuda:1"
+    device_class: str  # "cpu" | "gpu": published speed and memory are GPU figures
     device_name: str  # GPU name (torch.cuda.get_device_name) or CPU model
-    precision: str  # fp32 | fp16 | bf16 (autocast) ...
+    precision: str  # fp32 | fp16 | bf16 (autocast)
     memory_format: str  # contiguous | channels_last_3d
     compile: bool  # torch.compile used
     batch: Optional[int]  # videos per forward (bench) / per step (train)
@@ -69,22 +76,18 @@ class Conditions:
     torch: str
     cuda: Optional[str]  # torch.version.cuda (None on CPU builds)
     cudnn: Optional[int]  # torch.backends.cudnn.version()
-    decoder: Optional[str]  # decord | pyav | rawframes
+    decoder: Optional[str]  # decord | pyav | rawframes[-cv2|-turbojpeg|-pillow]
     decoder_version: Optional[str]
-    git_commit: Optional[str]
-    git_dirty: Optional[bool]  # uncommitted changes to tracked files
+    code: dict  # provenance.code_version(): commit, dirty, source_sha256
+    packages: dict  # provenance.package_versions()
     dataset_fingerprint: Optional[str]
     checkpoint_sha256: Optional[str]  # None: random weights
-    time: str  # ISO 8601, UTC, microseconds
+    checkpoint_verified: Optional[str]  # "sha256 prefix c25ef9a4 matched" / "unverified: ..." / None
+    time: str  # ISO 8601, UTC, microseconds: when the measurement STARTED
     host: str
     python: str
     num_threads: int  # torch intra-op threads
     world_size: int  # processes (torchrun); 1 otherwise
-
-
-def default_records_dir() -> Path:
-    """``$I3DBENCH_RECORDS`` or ``results/records`` (relative to the working directory)."""
-    return Path(os.environ.get("I3DBENCH_RECORDS", "results/records"))
 
 
 def _device_name(device: str) -> str:
@@ -101,25 +104,6 @@ def _device_name(device: str) -> str:
     return platform.processor() or platform.machine() or "cpu"
 
 
-def _git(*args: str) -> Optional[str]:
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(REPO_ROOT), *args], capture_output=True, text=True, timeout=10, check=True
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout
-
-
-def git_state() -> tuple[Optional[str], Optional[bool]]:
-    """(commit, dirty) of the repository holding this package; (None, None) outside git."""
-    commit = _git("rev-parse", "HEAD")
-    if commit is None:
-        return None, None
-    status = _git("status", "--porcelain", "--untracked-files=no")
-    return commit.strip(), (bool(status.strip()) if status is not None else None)
-
-
 def _decoder_info(decoder: Any) -> tuple[Optional[str], Optional[str]]:
     if decoder is None:
         return None, None
@@ -133,6 +117,10 @@ def _decoder_info(decoder: Any) -> tuple[Optional[str], Optional[str]]:
     return getattr(decoder, "name", str(decoder)), getattr(decoder, "version", None)
 
 
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
 def collect_conditions(
     device,
     precision: str = "fp32",
@@ -143,19 +131,24 @@ def collect_conditions(
     decoder: Any = None,
     dataset_fingerprint: Optional[str] = None,
     checkpoint_sha256: Optional[str] = None,
+    checkpoint_verified: Optional[str] = None,
+    time: Optional[str] = None,
 ) -> dict:
-    """The :class:`Conditions` of a run on ``device`` now, as a dict.
+    """The :class:`Conditions` of a measurement on ``device``, as a dict.
 
+    ``time``: when the measurement started (:func:`now_iso` taken then); default now.
     ``decoder`` is a decoder name or object (its ``.name`` / ``.version`` are recorded).
-    Versions, device name, host, git state and time are read here.
+    Versions, device name, host and the code version are read here.
     """
     import torch
 
+    from .provenance import code_version, package_versions
+
     device = str(device)
-    commit, dirty = git_state()
     dec_name, dec_version = _decoder_info(decoder)
     cond = Conditions(
         device=device,
+        device_class="gpu" if device.startswith("cuda") else "cpu",
         device_name=_device_name(device),
         precision=precision,
         memory_format=memory_format,
@@ -167,11 +160,12 @@ def collect_conditions(
         cudnn=torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
         decoder=dec_name,
         decoder_version=dec_version,
-        git_commit=commit,
-        git_dirty=dirty,
+        code=code_version(),
+        packages=package_versions(),
         dataset_fingerprint=dataset_fingerprint,
         checkpoint_sha256=checkpoint_sha256,
-        time=datetime.now(timezone.utc).isoformat(timespec="microseconds"),
+        checkpoint_verified=checkpoint_verified,
+        time=time or now_iso(),
         host=socket.gethostname(),
         python=platform.python_version(),
         num_threads=torch.get_num_threads(),
@@ -180,34 +174,65 @@ def collect_conditions(
     return dataclasses.asdict(cond)
 
 
-def make_record(entry_name: str, kind: str, metrics: dict, conditions: dict, extra: Optional[dict] = None) -> dict:
-    """A record dict in the schema above (validated)."""
+def new_measurement_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+def make_record(entry_name: str, kind: str, metrics: dict, conditions: dict, method: dict,
+                obtained: Optional[dict] = None, extra: Optional[dict] = None,
+                measurement: Optional[dict] = None) -> dict:
+    """A record dict in the schema above (validated). ``obtained`` defaults to computed,
+    ``measurement`` to a fresh id of its own."""
     record = {
         "schema": SCHEMA_VERSION,
         "entry": entry_name,
         "kind": kind,
         "metrics": dict(metrics),
         "conditions": dict(conditions),
+        "method": dict(method),
+        "obtained": dict(obtained or {"how": "computed"}),
+        "measurement": dict(measurement or {"id": new_measurement_id()}),
         "extra": dict(extra or {}),
     }
     validate_record(record)
     return record
 
 
+def parse_time(value: Any, where: str = "record") -> datetime:
+    """The record time as an aware UTC datetime; RecordError for anything else."""
+    try:
+        t = datetime.fromisoformat(str(value))
+    except (TypeError, ValueError):
+        raise RecordError(f"{where}: field 'conditions.time' is not an ISO 8601 time: {value!r}") from None
+    if t.tzinfo is None:
+        raise RecordError(f"{where}: field 'conditions.time' has no time zone: {value!r} (records are in UTC)")
+    return t.astimezone(timezone.utc)
+
+
 def validate_record(record: Any, where: str = "record") -> None:
     """Raise :class:`RecordError` naming ``where`` and the field if ``record`` breaks the schema."""
     if not isinstance(record, dict):
         raise RecordError(f"{where}: a record is a JSON object, got {type(record).__name__}")
-    for key, typ in (("entry", str), ("kind", str), ("metrics", dict), ("conditions", dict)):
+    if record.get("schema") != SCHEMA_VERSION:
+        raise RecordError(f"{where}: field 'schema' is {record.get('schema')!r}, this i3dbench reads schema "
+                          f"{SCHEMA_VERSION} (a record of an older version: measure again)")
+    for key, typ in (("entry", str), ("kind", str), ("metrics", dict), ("conditions", dict), ("method", dict),
+                     ("obtained", dict), ("measurement", dict), ("extra", dict)):
         if not isinstance(record.get(key), typ):
             raise RecordError(f"{where}: field '{key}' must be a {typ.__name__}, got {record.get(key)!r}")
     if record["kind"] not in KINDS:
         raise RecordError(f"{where}: field 'kind' must be one of {', '.join(KINDS)}, got {record['kind']!r}")
-    if not isinstance(record.get("extra", {}), dict):
-        raise RecordError(f"{where}: field 'extra' must be an object")
-    for key in ("device", "time"):
+    for key in ("device", "device_name", "time"):
         if not isinstance(record["conditions"].get(key), str):
             raise RecordError(f"{where}: field 'conditions.{key}' is missing (use collect_conditions())")
+    parse_time(record["conditions"]["time"], where)
+    if not isinstance(record["method"].get("protocol"), str):
+        raise RecordError(f"{where}: field 'method.protocol' is missing")
+    if record["obtained"].get("how") not in HOW:
+        raise RecordError(f"{where}: field 'obtained.how' must be one of {', '.join(HOW)}, "
+                          f"got {record['obtained'].get('how')!r}")
+    if not isinstance(record["measurement"].get("id"), str):
+        raise RecordError(f"{where}: field 'measurement.id' is missing")
 
 
 def _slug(text: str) -> str:
@@ -226,13 +251,13 @@ def record_filename(record: dict) -> str:
     torch_version = re.match(r"(\d+\.\d+)", str(c.get("torch") or ""))
     if torch_version:
         parts.append(f"pt{torch_version.group(1)}")
-    stamp = re.sub(r"[^0-9T]", "", c["time"].split("+")[0])  # 2024-06-11T12:00:00.123456 -> 20240611T120000123456
+    stamp = parse_time(c["time"]).strftime("%Y%m%dT%H%M%S%f")
     parts.append(stamp + "Z")
     return "-".join(parts) + ".json"
 
 
 def _finite(value: Any) -> Any:
-    """JSON has no NaN/inf: store them as null."""
+    """JSON has no NaN/inf: store them as null (readers treat null as "not measured")."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
@@ -242,13 +267,13 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def write_record(record: dict, records_dir: str | os.PathLike | None = None) -> Path:
+def write_record(record: dict, records_dir: str | os.PathLike) -> Path:
     """Validate ``record`` and write it atomically as a new file under ``records_dir``.
 
     Never overwrites: a name already taken gets a ``-1``, ``-2``... suffix. Returns the path.
     """
     validate_record(record)
-    out_dir = Path(records_dir) if records_dir is not None else default_records_dir()
+    out_dir = Path(records_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     name = record_filename(record)
     path = out_dir / name
@@ -261,15 +286,21 @@ def write_record(record: dict, records_dir: str | os.PathLike | None = None) -> 
     return path
 
 
-def load_records(records_dir: str | os.PathLike | None = None) -> list[dict]:
-    """All records (``*.json``) directly under ``records_dir``, oldest first.
+def records_folder(path: str | os.PathLike) -> Path:
+    """The records folder of ``path``: ``path/records`` when ``path`` is a run folder, else ``path``."""
+    path = Path(path)
+    return path / "records" if (path / "records").is_dir() else path
+
+
+def load_records(records_dir: str | os.PathLike, kinds: Optional[tuple[str, ...]] = None) -> list[dict]:
+    """All records (``*.json``) directly under ``records_dir`` (or a run folder's ``records/``), oldest first.
 
     Each dict gets ``_file`` (the file name). A file that is not a valid record raises
-    :class:`RecordError` naming it. A missing folder gives an empty list.
+    :class:`RecordError` naming it; a missing folder too (a reader was pointed at nothing).
     """
-    root = Path(records_dir) if records_dir is not None else default_records_dir()
+    root = records_folder(records_dir)
     if not root.is_dir():
-        return []
+        raise RecordError(f"{root}: no such records folder (a run folder or its records/ subfolder)")
     out = []
     for path in sorted(root.glob("*.json")):
         try:
@@ -277,31 +308,56 @@ def load_records(records_dir: str | os.PathLike | None = None) -> list[dict]:
         except (OSError, ValueError) as err:
             raise RecordError(f"{path}: not a readable JSON record ({err}); delete or fix the file") from None
         validate_record(rec, where=str(path))
+        if kinds is not None and rec["kind"] not in kinds:
+            continue
         rec["_file"] = path.name
+        rec["_path"] = str(path)
         out.append(rec)
-    out.sort(key=lambda r: (r["conditions"]["time"], r["_file"]))
+    out.sort(key=lambda r: (parse_time(r["conditions"]["time"]), r["_file"]))
     return out
 
 
 def record_protocol(record: dict) -> str:
-    """What a record measured, for comparing like with like (see the module docstring)."""
-    extra = record.get("extra") or {}
-    if extra.get("protocol"):
-        return str(extra["protocol"])
-    if record["kind"] == "bench":
-        return "published"
-    return "-"
+    return str(record["method"]["protocol"])
 
 
-def record_key(record: dict) -> tuple[str, str, str, str]:
-    """(entry, kind, device name, protocol): records with the same key are comparable."""
+def memory_kinds(record: dict) -> str:
+    """The memory kinds of a record's numbers, e.g. ``inference=cpu_tensor_peak;train=cpu_tensor_peak``."""
     c = record["conditions"]
-    return (record["entry"], record["kind"], c.get("device_name") or c["device"], record_protocol(record))
+    parts = [f"{what}={c.get(f'{what}_memory_kind')}" for what in ("inference", "train")
+             if c.get(f"{what}_memory_kind")]
+    return ";".join(parts) or "-"
 
 
-def newest_records(records: list[dict]) -> dict[tuple[str, str, str, str], dict]:
-    """The newest record per :func:`record_key` (``records`` in any order)."""
-    out: dict = {}
-    for rec in sorted(records, key=lambda r: (r["conditions"]["time"], r.get("_file", ""))):
-        out[record_key(rec)] = rec
-    return out
+def comparison_key(record: dict) -> tuple[str, ...]:
+    """(entry, kind, device name, protocol, precision, memory kinds, method): comparable records share it."""
+    c = record["conditions"]
+    return (record["entry"], record["kind"], c.get("device_name") or c["device"], record_protocol(record),
+            str(c.get("precision") or "fp32"), memory_kinds(record), str(record["method"].get("name", "-")))
+
+
+def record_time(record: dict) -> datetime:
+    return parse_time(record["conditions"]["time"], record.get("_file", "record"))
+
+
+__all__ = [
+    "HOW",
+    "KINDS",
+    "SCHEMA_VERSION",
+    "Conditions",
+    "RecordError",
+    "collect_conditions",
+    "comparison_key",
+    "load_records",
+    "make_record",
+    "memory_kinds",
+    "new_measurement_id",
+    "now_iso",
+    "parse_time",
+    "record_filename",
+    "record_protocol",
+    "record_time",
+    "records_folder",
+    "validate_record",
+    "write_record",
+]

@@ -1,16 +1,19 @@
-"""`i3dbench run`: evaluate and measure whatever can run on this machine, then render results/.
+"""`i3dbench run`: evaluate and measure whatever can run on this machine, into one run folder.
 
 Without a Kinetics-400 copy or a GPU (the embedded default) it
 1. generates the synthetic set into the cache if missing,
-2. trains each smoke entry unless its checkpoint is cached ($I3DBENCH_CACHE/smoke/<entry>),
-3. evaluates the smoke entries on the synthetic val split,
-4. measures throughput and memory of every entry with random weights on this device
-   (the performance module picks a budget that keeps the whole run within minutes on a CPU),
-5. renders results/ from all the records and says where the tables are.
-With ``I3DBENCH_K400_ROOT`` + ``I3DBENCH_K400_ANN`` and a GPU it also evaluates every K400
-entry whose data format matches the copy, with its published checkpoint.
+2. evaluates the smoke entries with the checkpoints shipped next to ``zoo/smoke.yaml``
+   (hash-checked; an entry that ships none is trained first with its recipe, cached by settings),
+3. measures the smoke entries under both protocols side by side (published, then fast), with
+   the memory of one iteration and of a training step,
+4. measures the full-size zoo on the CPU once per architecture (measure.measure_zoo_cpu),
+5. renders the run's tables and figures into ``<run>/report/`` and prints the zoo table.
+With ``I3DBENCH_K400_ROOT`` + ``I3DBENCH_K400_ANN`` and a GPU it also evaluates every K400 entry
+whose data format matches the copy, and benches every entry under both protocols on the GPU.
 
-Each step of each entry is independent: a failure is reported and the run goes on.
+Everything goes into the run folder (``runs/<UTC time>-<host>/`` or ``--out``); no tracked file
+is modified. Each step of each entry is independent: a failure is reported and the run goes on;
+the exit code says the worst that happened (0 ok, 2 a step could not run on its input, 3 a bug).
 """
 
 from __future__ import annotations
@@ -20,33 +23,41 @@ import fnmatch
 import hashlib
 import json
 import os
+import sys
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from .errors import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, UsageError, UserError
+from .runs import RunDir, cache_root, open_run_dir
 from .zoo import ZooEntry, load_zoo, load_zoos
 
+TIME_BUDGET_S = 600.0  # the whole default run on 2 CPU cores
 MIN_CPU_BENCH_S = 90.0
 
 
 @dataclass
 class RunSummary:
-    out_dir: Path
+    run: RunDir
     records: list[Path] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (what, why)
-    errors: list[tuple[str, str]] = field(default_factory=list)  # (what, error)
+    errors: list[tuple[str, str, int]] = field(default_factory=list)  # (what, error, exit code)
+    table: str = ""
     elapsed_s: float = 0.0
 
     @property
-    def ok(self) -> bool:
-        return not self.errors
+    def exit_code(self) -> int:
+        return max((code for *_, code in self.errors), default=EXIT_OK)
 
     def describe(self) -> str:
-        lines = [f"wrote {len(self.records)} records in {self.elapsed_s:.0f} s"]
+        lines = [self.table, ""] if self.table else []
+        lines.append(f"wrote {len(self.records)} records in {self.elapsed_s:.0f} s into {self.run.path}")
         lines += [f"  skipped {what}: {why}" for what, why in self.skipped]
-        lines += [f"  FAILED {what}: {err}" for what, err in self.errors]
-        lines.append(f"tables: {self.out_dir / 'README.md'} (CSV and figures next to it)")
+        lines += [f"  FAILED {what}: {err}" for what, err, _ in self.errors]
+        lines.append(f"tables: {self.run.report / 'README.md'} | gate it: i3dbench gate --records {self.run.path} "
+                     f"[--baseline OTHER_RUN] | make it the reference: i3dbench publish {self.run.path}")
         return "\n".join(lines)
 
 
@@ -57,12 +68,8 @@ def select_entries(entries: dict[str, ZooEntry], only: Optional[str]) -> dict[st
     pats = [p.strip() for p in only.split(",") if p.strip()]
     chosen = {n: e for n, e in entries.items() if any(fnmatch.fnmatchcase(n, p) for p in pats)}
     if not chosen:
-        raise KeyError(f"--only {only!r} matches no entry; run `i3dbench zoo list` to see them")
+        raise UsageError(f"--only {only!r} matches no entry; run `i3dbench zoo list` to see them")
     return chosen
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("I3DBENCH_CACHE") or Path.home() / ".cache" / "i3dbench")
 
 
 def smoke_data(entry: ZooEntry, split: str = "val") -> tuple[Path, Path]:
@@ -85,8 +92,7 @@ def smoke_checkpoint(entry: ZooEntry, train_if_missing: bool = True, device: Opt
                      records_dir=None) -> Path:
     """The checkpoint of a smoke entry: the one the manifest ships (``checkpoint.url``, a file
     next to zoo/smoke.yaml produced by ``i3dbench train``, hash-checked), else the cached one,
-    trained first with the entry's recipe if absent; training writes its ``train`` record
-    under ``records_dir``."""
+    trained first with the entry's recipe if absent (its ``train`` record goes to ``records_dir``)."""
     if entry.checkpoint.url is not None:
         from .checkpoints import resolve
 
@@ -98,7 +104,7 @@ def smoke_checkpoint(entry: ZooEntry, train_if_missing: bool = True, device: Opt
     if final.exists():
         return final.resolve()
     if not train_if_missing:
-        raise FileNotFoundError(f"no smoke checkpoint at {final}: run `i3dbench train {entry.name} --work-dir {work_dir}`")
+        raise UserError(f"no checkpoint for {entry.name} at {final}: run `i3dbench train {entry.name} --work-dir {work_dir}`")
     from .train import train
 
     result = train(entry, None, None, work_dir, resume="auto", device=device, records_dir=records_dir)
@@ -110,8 +116,12 @@ def smoke_checkpoint(entry: ZooEntry, train_if_missing: bool = True, device: Opt
 def k400_copy() -> Optional[tuple[Path, Path, str]]:
     """(root, ann, format) of the Kinetics-400 copy named by the environment, or None."""
     root, ann = os.environ.get("I3DBENCH_K400_ROOT"), os.environ.get("I3DBENCH_K400_ANN")
-    if not root or not ann or not Path(root).is_dir() or not Path(ann).is_file():
+    if not root or not ann:
         return None
+    if not Path(root).is_dir():
+        raise UserError(f"I3DBENCH_K400_ROOT={root}: not a folder")
+    if not Path(ann).is_file():
+        raise UserError(f"I3DBENCH_K400_ANN={ann}: not a file")
     with open(ann) as f:
         first = f.readline().split()
     # "<file> <label>" is a video list; "<dir> <total_frames> <label>" a rawframe list.
@@ -119,94 +129,106 @@ def k400_copy() -> Optional[tuple[Path, Path, str]]:
     return Path(root), Path(ann), fmt
 
 
-def _attempt(summary: RunSummary, what: str, fn, *args, **kwargs):
-    """``fn(*args, **kwargs)``, or None with the error noted in ``summary``."""
-    try:
-        return fn(*args, **kwargs)
-    except Exception as err:  # noqa: BLE001 - one entry's failure must not stop the run
-        summary.errors.append((what, f"{type(err).__name__}: {err}"))
+class _Steps:
+    """Numbered steps with a one-line header each; a failing step is noted and the run goes on."""
+
+    def __init__(self, summary: RunSummary, total: int, progress: bool):
+        self.summary, self.total, self.n, self.progress = summary, total, 0, progress
+
+    def __call__(self, what: str, fn, *args, **kwargs):
+        self.n += 1
+        if self.progress:
+            print(f"[{self.n}/{self.total}] {what}", file=sys.stderr, flush=True)
+        try:
+            return fn(*args, **kwargs)
+        except UserError as err:
+            self.summary.errors.append((what, str(err), EXIT_USAGE))
+        except Exception as err:  # noqa: BLE001 - one entry's failure must not stop the run
+            crash = self.summary.run.path / f"crash-{self.n}.txt"
+            try:
+                crash.write_text(traceback.format_exc())
+            except OSError:
+                crash = Path("(not written)")
+            self.summary.errors.append((what, f"internal error {type(err).__name__}: {err} (traceback: {crash})",
+                                        EXIT_INTERNAL))
         return None
-
-
-def _measure(summary: RunSummary, entries: list[ZooEntry], device: str, records_dir: Path, start: float,
-             time_budget_s: float) -> list[Path]:
-    """Bench records for ``entries``: the full published + fast protocols on a GPU; on a CPU,
-    the measure module's zoo sweep within what is left of ``time_budget_s``."""
-    from . import measure
-
-    if device.startswith("cuda"):
-        paths = []
-        for e in entries:
-            for protocol in ("published", "fast"):
-                p = _attempt(summary, f"bench {e.name} {protocol}", measure.bench, e, device=device,
-                             protocol=protocol, records_dir=records_dir)
-                if p is not None:
-                    paths.append(p)
-        return paths
-    # Keep ~30 s for rendering and slack; the sweep itself skips (and records) what does not fit.
-    # At least MIN_CPU_BENCH_S even when training ate the budget: a run without a single
-    # speed number of the published zoo would have missed its point.
-    budget = max(MIN_CPU_BENCH_S, time_budget_s - (time.monotonic() - start) - 30.0)
-    # Cheap smoke entries first, so a short budget still measures them.
-    ordered = sorted(entries, key=lambda e: e.dataset != "synthetic")
-    return _attempt(summary, "bench (CPU sweep)", measure.measure_zoo_cpu, ordered, budget_s=budget,
-                    records_dir=records_dir) or []
 
 
 def run_all(
     zoo=None,
     only: Optional[str] = None,
-    records_dir=None,
-    out_dir="results",
+    out=None,
     device: Optional[str] = None,
-    readme=None,
     train_missing: bool = True,
     measure: bool = True,
     num_workers: int = 2,
-    time_budget_s: float = 600.0,
+    time_budget_s: float = TIME_BUDGET_S,
+    progress: bool = True,
 ) -> RunSummary:
     """Do everything this machine can (see the module docstring); returns what happened."""
     import torch
 
-    from .evaluate import evaluate
-    from .report import render_report
+    from .evaluate import check_device, evaluate
+    from .measure import bench_pair, measure_zoo_cpu
+    from .provenance import environment_report
+    from .report import render_report, zoo_table_markdown
 
     start = time.monotonic()
-    out_dir = Path(out_dir)
-    records_dir = Path(records_dir) if records_dir is not None else out_dir / "records"
     entries = select_entries(load_zoo(zoo) if zoo is not None else load_zoos(), only)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    summary = RunSummary(out_dir=out_dir)
+    device = check_device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     k400 = k400_copy()
+    run = open_run_dir(out)
+    summary = RunSummary(run=run)
+    smoke = [e for e in entries.values() if e.dataset == "synthetic"]
+    full = [e for e in entries.values() if e.dataset != "synthetic"]
+    gpu = device.startswith("cuda")
+    total = 2 + len(smoke) + (len(full) if k400 and gpu else 0) + (
+        len(smoke) + ((len(full) if gpu else 1) if full else 0) if measure else 0)
+    step = _Steps(summary, total, progress)
 
-    for name, entry in entries.items():
-        if entry.dataset == "synthetic":
-            ckpt = _attempt(summary, f"train {name}", smoke_checkpoint, entry, train_missing, device, records_dir)
-            if ckpt is None:
-                continue
-            data_root, ann = smoke_data(entry)
-            res = _attempt(summary, f"eval {name}", evaluate, entry, data_root, ann, checkpoint=ckpt, device=device,
-                           records_dir=records_dir, num_workers=num_workers)
-        elif k400 is None:
-            summary.skipped.append((f"eval {name}", "no Kinetics-400 copy (set I3DBENCH_K400_ROOT and I3DBENCH_K400_ANN)"))
-            continue
-        elif not device.startswith("cuda"):
-            summary.skipped.append((f"eval {name}", "30-view Kinetics-400 evaluation needs a GPU"))
-            continue
-        elif entry.data.format != k400[2]:
-            summary.skipped.append((f"eval {name}", f"the Kinetics-400 copy holds {k400[2]}, the entry reads {entry.data.format}"))
-            continue
-        else:
-            res = _attempt(summary, f"eval {name}", evaluate, entry, k400[0], k400[1], device=device,
-                           records_dir=records_dir, num_workers=max(num_workers, 4))
-        if res is not None and res.record_path is not None:
+    def record(res):
+        if res is not None and getattr(res, "record_path", None) is not None:
             summary.records.append(res.record_path)
+            reason = res.incomplete_reason()
+            if reason:
+                summary.errors.append((f"eval {res.entry}", f"incomplete: {reason}", EXIT_USAGE))
 
+    step("environment (env.txt)", lambda: run.env_file.write_text(environment_report()))
+    for entry in smoke:
+        def eval_smoke(entry=entry):
+            ckpt = smoke_checkpoint(entry, train_missing, device, run.records)
+            data_root, ann = smoke_data(entry)
+            return evaluate(entry, data_root, ann, checkpoint=ckpt, device=device, out=run, num_workers=num_workers,
+                            progress=progress)
+
+        record(step(f"eval {entry.name} (shipped checkpoint, synthetic val set)", eval_smoke))
+    for e in full:
+        if k400 is None:
+            summary.skipped.append((f"eval {e.name}", "no Kinetics-400 copy (set I3DBENCH_K400_ROOT and I3DBENCH_K400_ANN)"))
+        elif not gpu:
+            summary.skipped.append((f"eval {e.name}", "30-view Kinetics-400 evaluation needs a GPU"))
+        elif e.data.format != k400[2]:
+            summary.skipped.append((f"eval {e.name}", f"the Kinetics-400 copy holds {k400[2]}, the entry reads {e.data.format}"))
+        else:
+            record(step(f"eval {e.name}", evaluate, e, k400[0], k400[1], device=device, out=run,
+                        num_workers=max(num_workers, 4), progress=progress))
     if measure:
-        summary.records += _measure(summary, list(entries.values()), device, records_dir, start, time_budget_s)
-
-    report = _attempt(summary, "report", render_report, records_dir, out_dir, zoo=zoo, readme=readme)
-    if report is None:
-        summary.skipped.append(("report", "see the error above"))
+        for e in smoke:
+            summary.records += step(f"bench {e.name} (published, then fast protocol)", bench_pair, e, device,
+                                    records_dir=run.records, progress=progress) or []
+        if full and gpu:
+            for e in full:
+                summary.records += step(f"bench {e.name} (published, then fast protocol, GPU)", bench_pair, e, device,
+                                        records_dir=run.records, progress=progress) or []
+        elif full:
+            # At least MIN_CPU_BENCH_S even when the smoke steps ate the budget: a run without a
+            # single speed number of the published zoo would have missed its point.
+            budget = max(MIN_CPU_BENCH_S, time_budget_s - (time.monotonic() - start) - 30.0)
+            summary.records += step(f"bench the full-size zoo on CPU, once per architecture ({budget:.0f} s budget)",
+                                    measure_zoo_cpu, full, budget_s=budget, records_dir=run.records,
+                                    progress=progress) or []
+    report = step("render tables and figures", render_report, run.records, run.report, zoo=zoo)
+    if report is not None:
+        summary.table = zoo_table_markdown(report.tables)
     summary.elapsed_s = time.monotonic() - start
     return summary

@@ -1,13 +1,59 @@
-"""Helpers shared by the command handlers."""
+"""Helpers shared by the command handlers: entry lookup and argument types with clear errors."""
 
 from __future__ import annotations
 
 import argparse
-import os
-import sys
-from pathlib import Path
+
 
 def resolve_entry(name: str, zoo):
     from ..zoo import get_entry
 
     return get_entry(name, zoo) if zoo else get_entry(name)
+
+
+class _IntType:
+    """An argparse ``type`` for integers >= ``minimum`` whose error names the value."""
+
+    def __init__(self, minimum: int):
+        self.minimum = minimum
+        self.__name__ = "integer" if minimum <= 0 else "positive integer"
+
+    def __call__(self, text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < self.minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {self.minimum}, got {value}")
+        return value
+
+    @property
+    def allow_zero(self) -> _IntType:
+        return _IntType(0)
+
+
+positive_int = _IntType(1)
+
+
+def positive_float(text: str) -> float:
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text!r}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
+    return value

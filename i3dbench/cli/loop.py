@@ -1,4 +1,4 @@
-"""`i3dbench eval | report | gate | run`: the benchmark loop."""
+"""`i3dbench eval | report | gate | run | publish | env`: the benchmark loop."""
 
 from __future__ import annotations
 
@@ -7,49 +7,75 @@ import os
 import sys
 from pathlib import Path
 
-from .common import resolve_entry as _resolve_entry
+from ..errors import UsageError
+from .common import positive_int, resolve_entry
+
+
+def _obtained_line(obtained: dict) -> str:
+    if obtained.get("how") == "resumed":
+        src = ", ".join(obtained.get("reused_from") or []) or "this run folder"
+        return (f"obtained: resumed — {obtained['rows_reused']} rows reused from an interrupted run ({src}), "
+                f"{obtained['rows_computed']} computed now")
+    return f"obtained: computed ({obtained.get('rows_computed', '?')} videos)"
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     from ..evaluate import evaluate
+    from ..report import fmt_interval
     from ..runner import smoke_checkpoint, smoke_data
+    from ..runs import open_run_dir
 
-    entry = _resolve_entry(args.name, args.zoo)
-    data_root, ann, checkpoint = args.data_root, args.ann, args.checkpoint
-    if entry.dataset == "synthetic":  # defaults: the synthetic val split, the cached smoke checkpoint
+    entries = [resolve_entry(name, args.zoo) for name in args.names]
+    run = open_run_dir(args.out)
+    worst = 0
+    for entry in entries:
+        data_root, ann, checkpoint = args.data_root, args.ann, args.checkpoint
+        if entry.dataset == "synthetic":  # defaults: the synthetic val split, the shipped smoke checkpoint
+            if data_root is None or ann is None:
+                data_root, ann = smoke_data(entry)
+            if checkpoint is None:
+                checkpoint = smoke_checkpoint(entry, train_if_missing=False)
         if data_root is None or ann is None:
-            data_root, ann = smoke_data(entry)
-        if checkpoint is None:
-            checkpoint = smoke_checkpoint(entry, train_if_missing=False)
-    if data_root is None or ann is None:
-        print(f"eval {entry.name}: --data-root and --ann are needed for a {entry.dataset} entry", file=sys.stderr)
-        return 2
-    res = evaluate(
-        entry, data_root, ann, checkpoint=checkpoint, views=args.views, average_clips=args.average_clips,
-        device=args.device, out_dir=args.out_dir, records_dir=args.records, num_workers=args.workers,
-        batch_views=args.batch_views, decoder=args.decoder, precision=args.precision,
-    )
-    if int(os.environ.get("RANK", "0")) != 0:
-        return 0  # under torchrun rank 0 gathers and reports
-    from ..report import fmt_ci
-
-    m = res.metrics
-    print(f"{res.entry}: top-1 {fmt_ci(m.get('top1'), m.get('top1_ci'))} %, top-5 {fmt_ci(m.get('top5'), m.get('top5_ci'))} %, "
-          f"mean class {m.get('mean_class_accuracy', float('nan')):.2f} % | evaluated {res.num_evaluated} of {res.num_listed}"
-          + (f" ({len(res.failures)} failed to decode)" if res.failures else ""))
-    for key, c in res.comparison.items():
-        print(f"  {key}: published {c['published']:.2f}, delta {c['delta']:+.2f}, "
-              f"{'within' if c['within'] else 'OUTSIDE'} tolerance {c['tolerance']:g} (CI {c['ci'][0]:.2f}-{c['ci'][1]:.2f})")
-    print(f"predictions {res.predictions_path}" + (f" | record {res.record_path}" if res.record_path else ""))
-    return 0
+            raise UsageError(f"eval {entry.name}: --data-root and --ann are needed for a {entry.dataset} entry")
+        res = evaluate(
+            entry, data_root, ann, checkpoint=checkpoint, views=args.views, average_clips=args.average_clips,
+            device=args.device, out=run, num_workers=args.workers, batch_views=args.batch_views,
+            decoder=args.decoder, precision=args.precision, fresh=args.fresh, max_failures=args.max_failures,
+            progress=not args.quiet,
+        )
+        if int(os.environ.get("RANK", "0")) != 0:
+            continue  # under torchrun rank 0 gathers and reports
+        m = res.metrics
+        if m.get("num_videos"):
+            print(f"{res.entry}: top-1 {fmt_interval(m.get('top1'), m.get('top1_interval'))} %, "
+                  f"top-5 {fmt_interval(m.get('top5'), m.get('top5_interval'))} %, "
+                  f"mean class {m['mean_class_accuracy']:.2f} % | evaluated {res.num_evaluated} of {res.num_listed}"
+                  + (f" ({len(res.failures)} failed to decode)" if res.failures else ""))
+        for key, c in res.comparison.items():
+            print(f"  {key}: published {c['published']:.2f}, delta {c['delta']:+.2f}, "
+                  f"{'within' if c['within'] else 'OUTSIDE'} tolerance {c['tolerance']:g} "
+                  f"(exact 95% [{c['interval'][0]:.2f}, {c['interval'][1]:.2f}])")
+        print(f"  {_obtained_line(res.obtained)} | run key {res.run_key}")
+        print(f"  predictions {res.predictions_path}" + (f" | record {res.record_path}" if res.record_path else ""))
+        reason = res.incomplete_reason()
+        if reason:
+            for f in res.failures[:20]:
+                print(f"  failed: {f['video']}: {f['error']}", file=sys.stderr)
+            if len(res.failures) > 20:
+                print(f"  ... {len(res.failures) - 20} more in {res.predictions_path}", file=sys.stderr)
+            print(f"eval {res.entry}: INCOMPLETE: {reason}; the record says so and the gate cannot judge it",
+                  file=sys.stderr)
+            worst = 2
+    return worst
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from ..report import default_readme, render_report
+    from ..records import records_folder
+    from ..report import render_report
 
-    readme = None if args.readme == "none" else (Path(args.readme) if args.readme else default_readme())
-    res = render_report(args.records, args.out, zoo=args.zoo, training_log=args.training_log,
-                        published_log=args.published_log, readme=readme)
+    records = records_folder(args.records)
+    out = args.out if args.out is not None else records.parent / "report"
+    res = render_report(records, out, zoo=args.zoo, training_log=args.training_log, published_log=args.published_log)
     print(f"rendered {len(res.files)} files from {len(res.tables.used)} records: {res.out_dir / 'README.md'}")
     return 0
 
@@ -63,21 +89,38 @@ def _cmd_gate(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from ..report import default_readme
     from ..runner import run_all
 
-    # The project README's zoo table follows results/ (not a scratch --out elsewhere).
-    readme = default_readme() if args.out == Path("results") else None
-    summary = run_all(zoo=args.zoo, only=args.only, records_dir=args.records, out_dir=args.out, device=args.device,
-                      readme=readme)
+    summary = run_all(zoo=args.zoo, only=args.only, out=args.out, device=args.device, progress=not args.quiet)
     print(summary.describe())
-    return 0 if summary.ok else 1
+    return summary.exit_code
+
+
+def _cmd_publish(args: argparse.Namespace) -> int:
+    from ..publish import publish
+
+    res = publish(args.runs, results=args.results, readme=None if args.readme == "none" else args.readme, zoo=args.zoo)
+    print(res.describe())
+    return 0
+
+
+def _cmd_env(args: argparse.Namespace) -> int:
+    from ..provenance import environment_report
+
+    print(environment_report(), end="")
+    return 0
 
 
 def add_parsers(sub) -> None:
-    """eval, report, gate, run: the benchmark loop."""
-    p = sub.add_parser("eval", help="evaluate an entry with its published test protocol (resumable)")
-    p.add_argument("name", help="zoo entry name (see `i3dbench zoo list`)")
+    """eval, report, gate, run, publish, env: the benchmark loop."""
+    p = sub.add_parser(
+        "eval", help="evaluate entries with their published test protocol (resumable)",
+        description="Evaluate zoo entries on a dataset copy with their published test protocol. The run writes "
+        "into its own folder (--out, default runs/<time>-<host>/): predictions/ and records/. Rerunning the same "
+        "command resumes an interrupted evaluation of the same run key (never a finished one); --fresh reuses "
+        "nothing. Exit 2 when more than --max-failures videos failed to decode.",
+    )
+    p.add_argument("names", nargs="+", metavar="NAME", help="zoo entry name(s) (see `i3dbench zoo list`)")
     p.add_argument("--zoo", type=Path, help="manifest file holding the entry (default: K400 zoo + smoke zoo)")
     p.add_argument("--data-root", type=Path, help="folder the list's paths are relative to (smoke: the synthetic set)")
     p.add_argument("--ann", type=Path, help="video or rawframe list of the test videos")
@@ -86,33 +129,52 @@ def add_parsers(sub) -> None:
     p.add_argument("--average-clips", choices=["prob", "score"], help="view averaging (default: the entry's, prob)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (under torchrun: cuda = the local rank's GPU)")
     p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
-    p.add_argument("--batch-views", type=int, help="views per forward pass (default: one video's views)")
-    p.add_argument("--workers", type=int, default=2, help="data loading processes")
-    p.add_argument("--decoder", help="decord | pyav (video entries; default decord)")
-    p.add_argument("--out-dir", type=Path, help="predictions folder (default: <records>/predictions)")
-    p.add_argument("--records", type=Path, help="records folder (default: results/records)")
+    p.add_argument("--batch-views", type=positive_int, help="views per forward pass (default: one video's views)")
+    p.add_argument("--workers", type=positive_int.allow_zero, default=2, help="data loading processes (0: in process)")
+    p.add_argument("--decoder", choices=["decord", "pyav"], help="video decoder for video entries (default decord)")
+    p.add_argument("--out", type=Path, help="run folder (default: a new runs/<UTC time>-<host>/)")
+    p.add_argument("--fresh", action="store_true", help="reuse nothing, not even an interrupted run of the same key")
+    p.add_argument("--max-failures", type=positive_int.allow_zero, default=0,
+                   help="videos allowed to fail to decode before the evaluation is incomplete (exit 2; default 0)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_eval)
 
-    p = sub.add_parser("report", help="render results/ (tables, CSV, figures) from the records")
-    p.add_argument("--records", type=Path, default=Path("results/records"), help="records folder")
-    p.add_argument("--out", type=Path, default=Path("results"), help="output folder")
+    p = sub.add_parser("report", help="render tables and figures from a run's records (never touches results/)")
+    p.add_argument("--records", type=Path, required=True, help="a run folder or its records/ folder")
+    p.add_argument("--out", type=Path, help="output folder (default: report/ next to the records folder)")
     p.add_argument("--zoo", type=Path, help="manifest: one row per entry (default: K400 zoo + smoke zoo)")
     p.add_argument("--training-log", type=Path, help="a log.json of our training run to compare")
     p.add_argument("--published-log", type=Path, help="the published log.json of the same entry")
-    p.add_argument("--readme", help="markdown file whose ZOO-TABLE block gets the zoo table "
-                   "(default: ./README.md when it has the markers; 'none' to skip)")
     p.set_defaults(func=_cmd_report)
 
-    p = sub.add_parser("gate", help="exit 1 if the newest records regressed (0 ok, 2 cannot judge)")
-    p.add_argument("--records", type=Path, default=Path("results/records"), help="records folder")
-    p.add_argument("--baseline", type=Path, help="baseline records folder (default: judge against the published numbers)")
-    p.add_argument("--zoo", type=Path, help="manifest (default: K400 zoo + smoke zoo)")
+    p = sub.add_parser("gate", help="judge the newest records: exit 0 ok, 1 regression, 2 cannot judge",
+                       description="Judge a run's newest records against a baseline run (paired McNemar test for "
+                       "accuracy, Mann-Whitney test + tolerance for speed, tolerance for memory; Holm-corrected) or, "
+                       "without --baseline, against the published numbers. Exit 0 only when everything due was judged "
+                       "and nothing regressed; 1 a regression; 2 cannot judge (each reason in the table).")
+    p.add_argument("--records", type=Path, required=True, help="a run folder or records folder to judge")
+    p.add_argument("--baseline", type=Path, help="baseline run or records folder (default: the published numbers)")
+    p.add_argument("--zoo", type=Path, help="judge only this manifest's entries (default: K400 zoo + smoke zoo)")
     p.set_defaults(func=_cmd_gate)
 
-    p = sub.add_parser("run", help="the main job: evaluate and measure what can run here, render results/")
+    p = sub.add_parser("run", help="the main job: evaluate and measure what can run here, into a new run folder",
+                       description="Evaluate the shipped smoke checkpoints on the synthetic set, measure speed and "
+                       "memory (smoke entries under both protocols; the full-size zoo once per architecture on CPU), "
+                       "render the tables into the run folder and print them. Never modifies tracked files; "
+                       "`i3dbench publish RUN` makes a run the reference in results/.")
     p.add_argument("--zoo", type=Path, help="manifest (default: K400 zoo + smoke zoo)")
     p.add_argument("--only", help="entry names or shell patterns, comma-separated")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    p.add_argument("--records", type=Path, help="records folder (default: OUT/records)")
-    p.add_argument("--out", type=Path, default=Path("results"), help="rendered tables folder")
+    p.add_argument("--out", type=Path, help="run folder (default: a new runs/<UTC time>-<host>/)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("publish", help="make run folder(s) the reference results (results/ and the README zoo table)")
+    p.add_argument("runs", nargs="+", type=Path, metavar="RUN", help="run folder(s) whose records become the reference")
+    p.add_argument("--results", type=Path, default=Path("results"), help="reference folder (default results)")
+    p.add_argument("--readme", default="README.md", help="markdown file with ZOO-TABLE markers to update ('none': skip)")
+    p.add_argument("--zoo", type=Path, help="manifest: one row per entry (default: K400 zoo + smoke zoo)")
+    p.set_defaults(func=_cmd_publish)
+
+    p = sub.add_parser("env", help="the environment a measurement would record (torch collect_env + packages)")
+    p.set_defaults(func=_cmd_env)
