@@ -12,9 +12,10 @@ import torch
 from i3dbench.metrics import (
     accuracy_summary,
     average_views,
-    bootstrap_ci,
     mean_class_accuracy,
     mean_class_accuracy_from_pred,
+    parse_per_video,
+    per_video_string,
     top_k_accuracy,
     topk_classes,
 )
@@ -70,22 +71,6 @@ def test_mean_class_accuracy_counts_predicted_unlabelled_class_as_zero():
     assert mean_class_accuracy_from_pred(np.array([0, 1]), np.array([0, 1])) == 1.0
 
 
-def test_bootstrap_ci_is_seeded_and_sane():
-    rng = np.random.default_rng(1)
-    hits = rng.random(2000) < 0.7
-    a = bootstrap_ci(hits, seed=3)
-    assert a == bootstrap_ci(hits, seed=3)
-    assert a != bootstrap_ci(hits, seed=4)
-    p = hits.mean()
-    half = 1.96 * np.sqrt(p * (1 - p) / len(hits))  # normal approximation of the same interval
-    assert a[0] < p < a[1]
-    assert (a[1] - a[0]) / 2 == pytest.approx(half, rel=0.15)
-    # The chunking does not change the answer.
-    assert bootstrap_ci(hits, seed=3, chunk=7) == a
-    assert bootstrap_ci(np.ones(10)) == (1.0, 1.0)
-    assert all(np.isnan(bootstrap_ci([])))
-
-
 def test_accuracy_summary_percent_and_ci():
     scores = np.array(CASES["mostly_correct"]["scores"])
     labels = np.array(CASES["mostly_correct"]["labels"])
@@ -93,8 +78,32 @@ def test_accuracy_summary_percent_and_ci():
     t1, t5 = top_k_accuracy(scores, labels, (1, 5))
     assert s["top1"] == pytest.approx(100 * t1) and s["top5"] == pytest.approx(100 * t5)
     assert s["mean_class_accuracy"] == pytest.approx(100 * mean_class_accuracy(scores, labels))
-    assert s["top1_ci"][0] <= s["top1"] <= s["top1_ci"][1]
+    assert s["top1_interval"][0] <= s["top1"] <= s["top1_interval"][1]
     assert s["num_videos"] == len(labels)
+
+
+def test_accuracy_intervals_are_exact_and_never_degenerate():
+    # 64 of 64 right: the exact interval is [100 * 0.025**(1/64), 100], not [100, 100]
+    # (the old bootstrap printed "100.00 ± 0.00"); 57 of 64 is asymmetric about 89.06.
+    labels = np.zeros(64, dtype=np.int64)
+    pred = np.zeros((64, 5), dtype=np.int64)
+    s = accuracy_summary(pred, labels)
+    assert s["top1"] == 100.0
+    assert s["top1_interval"][1] == 100.0
+    assert s["top1_interval"][0] == pytest.approx(100 * 0.025 ** (1 / 64), abs=1e-6)
+    pred[:7, 0] = 1
+    s = accuracy_summary(pred, labels)
+    lo, hi = s["top1_interval"]
+    assert s["top1"] == pytest.approx(89.0625)
+    assert (s["top1"] - lo) > (hi - s["top1"]) + 1.0  # asymmetric: longer towards 50%
+
+
+def test_per_video_strings_round_trip():
+    text = per_video_string([True, False, None, True])
+    assert text == "10-1"
+    assert parse_per_video(text).tolist() == [1, 0, -1, 1]
+    with pytest.raises(ValueError, match="other than"):
+        parse_per_video("10x")
 
 
 def test_average_views_matches_mmaction_average_clip():
