@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -215,6 +216,9 @@ def write_video_list(path, records: list[VideoRecord]) -> Path:
     return path
 
 
+_UNSAFE_CHAR = re.compile(r"[\s\x00-\x1f\x7f]")
+
+
 def path_problem(path: str) -> str | None:
     """Why ``path`` (from a list file) cannot name something inside the data root, or None.
 
@@ -224,9 +228,10 @@ def path_problem(path: str) -> str | None:
     """
     if not path:
         return "PATH is empty"
-    if any(c.isspace() for c in path):
+    bad = _UNSAFE_CHAR.search(path)
+    if bad and bad.group().isspace():
         return f"PATH {path!r} contains whitespace, which MMAction2 lists cannot hold: rename it"
-    if any(ord(c) < 32 or ord(c) == 127 for c in path):
+    if bad:
         return f"PATH {path!r} contains a control character"
     if os.path.isabs(path):
         return f"PATH {path!r} is absolute: list paths are relative to the data root (remove the root prefix)"
