@@ -237,3 +237,11 @@ def test_path_problem(path, problem):
 )
 def test_video_id(path, format, vid):
     assert video_id(path, format) == vid
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_path_or_header(tmp_path):
+    """Lists and CSVs saved by Windows editors start with a UTF-8 BOM."""
+    (tmp_path / "l.txt").write_bytes("\ufeffa.mp4 1\n".encode())
+    assert read_video_list(tmp_path / "l.txt")[0].path == "a.mp4"
+    (tmp_path / "k.csv").write_bytes(("\ufeff" + K400_CSV).encode())
+    assert read_k400_csv(tmp_path / "k.csv")[0].youtube_id == "--33Lscn6sk"

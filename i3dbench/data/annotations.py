@@ -113,7 +113,7 @@ class ConversionReport:
 def _lines(path: Path):
     """(line number, stripped text) of the non-blank lines; a missing file is an AnnotationError."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise AnnotationError(path, 0, "annotation file not found") from None
     except IsADirectoryError:
@@ -281,7 +281,7 @@ def read_k400_csv(path, errors: list | None = None) -> list[K400Row]:
     if not path.is_file():
         raise AnnotationError(path, 0, "CSV file not found")
     rows = []
-    with open(path, newline="", encoding="utf-8") as fh:
+    with open(path, newline="", encoding="utf-8-sig") as fh:
         reader = csv.reader(fh)
         header = next(reader, None)
         if header is None:
@@ -329,7 +329,7 @@ def load_label_map(path) -> list[str]:
     names: list[str] = []
     seen: dict[str, int] = {}
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise AnnotationError(path, 0, "label map not found") from None
     lines = text.splitlines()

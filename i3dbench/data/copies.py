@@ -61,7 +61,7 @@ def id_list_from_records(records: list[VideoRecord], file: str = "<records>", fo
 def _sniff(path: Path) -> str:
     """k400_csv | rawframes | videos, from the first non-blank line."""
     try:
-        with open(path, encoding="utf-8") as fh:
+        with open(path, encoding="utf-8-sig") as fh:
             first = next((line.strip() for line in fh if line.strip()), None)
     except FileNotFoundError:
         raise AnnotationError(path, 0, "reference list not found") from None
