@@ -10,10 +10,12 @@ from i3dbench.data.annotations import (
     csv_to_video_list,
     k400_class_names,
     load_label_map,
+    path_problem,
     read_annotation_list,
     read_k400_csv,
     read_rawframe_list,
     read_video_list,
+    video_id,
     write_label_map,
     write_video_list,
 )
@@ -167,3 +169,79 @@ def test_csv_to_video_list_finds_files_and_reports_missing(tmp_path):
     assert (tmp_path / "l2.txt").read_text().splitlines()[0].endswith(" 3")
     with pytest.raises(AnnotationError, match=r"val.csv:2: class 'riding a bike' is not in the label map"):
         csv_to_video_list(tmp_path / "val.csv", videos, tmp_path / "l3.txt", label_map=["abseiling"])
+
+
+@pytest.mark.parametrize(
+    "text,reader,message",
+    [
+        ("air drumming/x.mp4 3", read_video_list, "PATH 'air drumming/x.mp4' contains whitespace"),
+        ("a b  c.mp4 3", read_video_list, "PATH 'a b  c.mp4' contains whitespace"),
+        ("air drumming/x 300 3", read_rawframe_list, "PATH 'air drumming/x' contains whitespace"),
+        ("x 300 3", read_video_list, "(a rawframes line 'DIR TOTAL_FRAMES LABEL': is this a rawframes list?)"),
+        ("x.mp4 3", read_rawframe_list, "(a video list line 'PATH LABEL': is this a video list?)"),
+    ],
+)
+def test_spaced_paths_and_wrong_formats_are_named(tmp_path, text, reader, message):
+    path = tmp_path / "list.txt"
+    path.write_text(f"ok.mp4 0\n{text}\n" if reader is read_video_list else f"ok 9 0\n{text}\n")
+    with pytest.raises(AnnotationError) as info:
+        reader(path)
+    assert str(info.value).startswith(f"{path}:2: ") and message in str(info.value)
+
+
+def test_records_remember_their_line_without_changing_equality(tmp_path):
+    (tmp_path / "l.txt").write_text("\n\na.mp4 1\n\nb.mp4 2\n")
+    records = read_video_list(tmp_path / "l.txt")
+    assert [r.line for r in records] == [3, 5]
+    assert records == [VideoRecord("a.mp4", 1), VideoRecord("b.mp4", 2)]
+
+
+def test_a_folder_is_not_a_list(tmp_path):
+    with pytest.raises(AnnotationError, match="is a folder, not a list file"):
+        read_rawframe_list(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "path,problem",
+    [
+        ("a/b.mp4", None),
+        ("a/../b.mp4", None),  # stays inside
+        ("./b", None),
+        ("-x_000001_000011.mp4", None),
+        ("", "PATH is empty"),
+        ("..", "leaves the data root"),
+        ("../b.mp4", "leaves the data root"),
+        ("a/../../b.mp4", "leaves the data root"),
+        ("/data/k400/b.mp4", "is absolute"),
+        (".", "names the data root itself"),
+        ("a/.", None),
+        ("a b.mp4", "contains whitespace"),
+        ("a\x00b.mp4", "control character"),
+    ],
+)
+def test_path_problem(path, problem):
+    got = path_problem(path)
+    assert (got is None) if problem is None else (problem in got), got
+
+
+@pytest.mark.parametrize(
+    "path,format,vid",
+    [
+        ("a/x.mp4", "videos", "a/x"),
+        ("./a/x.MKV", "videos", "a/x"),
+        ("a/x", "rawframes", "a/x"),
+        ("a/x.v2", "rawframes", "a/x.v2"),  # a dot in a frame folder's name is not an extension
+        ("a/x.mp4", "rawframes", "a/x"),
+        ("a.b/x", "videos", "a.b/x"),
+    ],
+)
+def test_video_id(path, format, vid):
+    assert video_id(path, format) == vid
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_path_or_header(tmp_path):
+    """Lists and CSVs saved by Windows editors start with a UTF-8 BOM."""
+    (tmp_path / "l.txt").write_bytes("\ufeffa.mp4 1\n".encode())
+    assert read_video_list(tmp_path / "l.txt")[0].path == "a.mp4"
+    (tmp_path / "k.csv").write_bytes(("\ufeff" + K400_CSV).encode())
+    assert read_k400_csv(tmp_path / "k.csv")[0].youtube_id == "--33Lscn6sk"

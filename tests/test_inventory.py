@@ -58,8 +58,8 @@ def test_check_names_every_problem_and_exits_1(broken, capsys, tmp_path):
     by_path = {p["path"]: p for p in report["problems"]}
     assert set(by_path) == {"zero.mp4", "truncated.mp4", "text.mp4", "two_frames.mp4", "missing.mp4"}
     assert by_path["zero.mp4"]["reason"] == "file is empty (0 bytes)"
-    assert "2 frames, fewer than one clip spans (16)" in by_path["two_frames.mp4"]["reason"]
-    assert report["status_counts"] == {"ok": 3, "missing": 1, "unreadable": 3, "zero_frames": 0, "too_short": 1, "count_mismatch": 0}
+    assert "2 frames, fewer than one clip spans (15)" in by_path["two_frames.mp4"]["reason"]
+    assert report["status_counts"] == {"ok": 3, "missing": 1, "unreadable": 3, "zero_frames": 0, "too_short": 1, "count_mismatch": 0, "bad_path": 0}
     assert report["ok"] is False and len(report["annotation_errors"]) == 1
     assert report["class_counts"] == {"0": {"annotated": 4, "ok": 2}, "1": {"annotated": 4, "ok": 1}}
 
@@ -105,10 +105,60 @@ def test_rawframes_inventory(tmp_path):
     (root / "bad_jpeg" / "img_00006.jpg").write_text("not a jpeg")
     (root / "empty").mkdir()
     (root / "list.txt").write_text("ok 6 0\nshort_list 5 1\nbad_jpeg 6 1\nempty 3 0\ngone 6 0\n")
-    rc = main(["data", "check", str(root), "--ann", str(root / "list.txt"), "--format", "rawframes", "--json", str(tmp_path / "r.json"), "--quiet"])
+    # --clip-len 4: these 6-frame folders are long enough (the default bar is the zoo's longest clip)
+    rc = main(["data", "check", str(root), "--ann", str(root / "list.txt"), "--format", "rawframes", "--clip-len", "4",
+               "--json", str(tmp_path / "r.json"), "--quiet"])
     assert rc == 1
     report = json.loads((tmp_path / "r.json").read_text())
     status = {p["path"]: p["status"] for p in report["problems"]}
     assert status == {"short_list": "count_mismatch", "bad_jpeg": "unreadable", "empty": "zero_frames", "gone": "missing"}
     assert "img_00006.jpg" in next(p["reason"] for p in report["problems"] if p["path"] == "bad_jpeg")
     assert report["resolutions"] == {"64x48": 2}  # ok and short_list were decoded
+
+
+def test_duplicates_are_named_and_checked_once(clean, tmp_path):
+    (tmp_path / "list.txt").write_text("good0.mp4 0\ngood1.mp4 1\n./good0.mp4 1\n")
+    opened = []
+
+    class CountingDecoder:  # the real decoder, counting what it opens
+        def __init__(self):
+            from i3dbench.data.decoders import get_decoder
+
+            self.inner = get_decoder("decord")
+            self.name, self.version = self.inner.name, self.inner.version
+
+        def num_frames(self, path):
+            opened.append(Path(path).name)
+            return self.inner.num_frames(path)
+
+        def read(self, path, indices):
+            return self.inner.read(path, indices)
+
+    report = check_dataset(clean, tmp_path / "list.txt", decoder=CountingDecoder(), workers=1, progress=False)
+    assert sorted(opened) == ["good0.mp4", "good1.mp4"]
+    assert report.annotation_errors == [f"{tmp_path / 'list.txt'}:3: PATH './good0.mp4' is listed again (first on line 1): "
+                                        "it would count twice in the accuracy"]
+    assert report.num_annotated == 3 and report.status_counts["ok"] == 3 and not report.ok
+    assert report.class_counts == {0: {"annotated": 1, "ok": 1}, 1: {"annotated": 2, "ok": 2}}
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"clip_len": -3}, "clip_len must be >= 1, got -3"),
+    ({"clip_len": 8, "frame_interval": 0}, "frame_interval must be >= 1, got 0"),
+    ({"workers": 0}, "workers must be >= 1, got 0"),
+    ({"format": "frames"}, "format must be 'videos' or 'rawframes'"),
+])
+def test_bad_arguments_are_usage_errors(clean, kwargs, message):
+    from i3dbench.errors import UsageError
+
+    with pytest.raises(UsageError, match=message):
+        check_dataset(clean, clean / "list.txt", progress=False, **kwargs)
+
+
+def test_labels_checked_against_num_classes_and_reference_compared(clean, tmp_path):
+    (tmp_path / "ref.txt").write_text("good0 20 0\ngood1 20 1\n")
+    report = check_dataset(clean, clean / "list.txt", progress=False, num_classes=1, reference=tmp_path / "ref.txt")
+    assert report.annotation_errors == [f"{clean / 'list.txt'}:2: LABEL 1 is out of range for 1 classes (0..0)"]
+    # a refused line is not part of the copy: its video counts as missing
+    assert report.comparison["missing"] == ["good1"] and report.comparison["extra"] == ["good2"]
+    assert report.to_dict()["comparison"]["num_common"] == 1

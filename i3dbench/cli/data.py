@@ -7,22 +7,57 @@ import os
 import sys
 from pathlib import Path
 
+def _check_settings(args: argparse.Namespace):
+    """(format, clip span, where the span comes from, num_classes, rawframes naming) of a data check.
+
+    Flags win; else ``--entry``'s; else the zoo's largest clip span and class count, so a video too
+    short for any entry, or a label no entry knows, is always named.
+    """
+    from ..data.validate import entry_clip_span, largest_clip_span
+    from ..errors import UsageError
+    from ..zoo import load_zoo, load_zoos
+    from .common import resolve_entry
+
+    for flag, value in (("--clip-len", args.clip_len), ("--frame-interval", args.frame_interval), ("--workers", args.workers)):
+        if value is not None and value < 1:
+            raise UsageError(f"{flag} must be a whole number >= 1, got {value}")
+    if args.frame_interval is not None and args.clip_len is None:
+        raise UsageError(f"--frame-interval {args.frame_interval} needs --clip-len (or use --entry NAME)")
+    if args.entry:
+        entry = resolve_entry(args.entry, args.zoo)
+        if args.format and args.format != entry.data.format:
+            raise UsageError(f"--format {args.format} contradicts --entry {entry.name}, which reads {entry.data.format}: "
+                             "drop --format or choose an entry for that format")
+        fmt, num_classes = entry.data.format, entry.arch.num_classes
+        span, source = entry_clip_span(entry), f"entry {entry.name}"
+        naming = (entry.data.filename_tmpl, entry.data.start_index)
+    else:
+        zoo = load_zoo(args.zoo) if args.zoo else load_zoos()
+        fmt, num_classes = args.format or "videos", max(e.arch.num_classes for e in zoo.values())
+        span, name = largest_clip_span(zoo)
+        source = f"the longest clip in the zoo, {name}; --entry NAME for another"
+        naming = ("img_{:05}.jpg", 1)
+    if args.clip_len is not None:
+        interval = args.frame_interval or 1
+        span, source = (args.clip_len - 1) * interval + 1, f"--clip-len {args.clip_len} --frame-interval {interval}"
+    return fmt, span, source, num_classes, naming
+
+
 def _cmd_data_check(args: argparse.Namespace) -> int:
     import json
 
     from tabulate import tabulate
 
+    from ..data.copies import describe_comparison
     from ..data.inventory import check_dataset
 
-    try:
-        report = check_dataset(args.root, args.ann, format=args.format, clip_len=args.clip_len,
-                               frame_interval=args.frame_interval, workers=args.workers,
-                               progress=not args.quiet)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"data check: {e}", file=sys.stderr)
-        return 2
+    fmt, span, source, num_classes, (tmpl, start) = _check_settings(args)
+    report = check_dataset(args.root, args.ann, format=fmt, workers=args.workers, progress=not args.quiet,
+                           clip_span=span, num_classes=num_classes, reference=args.against,
+                           filename_tmpl=tmpl, start_index=start)
     counts = [[k, v] for k, v in report.status_counts.items()]
     print(f"{report.root} ({report.format}, {report.num_annotated} annotated in {report.ann_file}; {report.decoder})")
+    print(f"too short: fewer than {span} frames ({source}); labels: 0..{num_classes - 1}")
     print(tabulate(counts, headers=["status", "videos"], tablefmt="github"))
     if report.frame_stats:
         fs = report.frame_stats
@@ -39,12 +74,17 @@ def _cmd_data_check(args: argparse.Namespace) -> int:
         print(f"{prob['status']}: {prob['path']}: {prob['reason']}")
     if len(shown) < len(report.problems):
         print(f"... {len(report.problems) - len(shown)} more problems (--all to list them, --json for a file)")
+    if report.comparison is not None:
+        for line in describe_comparison(report.comparison, None if args.all else 10):
+            print(line)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report.to_dict(), indent=1) + "\n")
+        args.json.write_text(json.dumps(dict(report.to_dict(), clip_span_from=source), indent=1) + "\n")
         print(f"report written to {args.json}")
     if not report.ok:
-        print(f"PROBLEMS: {len(report.problems)} videos, {len(report.annotation_errors)} annotation lines", file=sys.stderr)
+        c = report.comparison
+        differ = f", {c['num_missing']} missing and {c['num_extra']} extra against the reference" if c and not c["identical"] else ""
+        print(f"PROBLEMS: {len(report.problems)} videos, {len(report.annotation_errors)} annotation lines{differ}", file=sys.stderr)
     return 0 if report.ok else 1
 
 
@@ -68,15 +108,22 @@ def add_parsers(sub) -> None:
         "check",
         help="inventory and fingerprint of a dataset copy (exit 1 when problems are found)",
         description="Open every annotated video (or frame directory), decode its first and last frame, and "
-        "report missing / unreadable / zero-frame / too-short videos and bad annotation lines, per-class "
-        "counts, resolutions, frame counts and a fingerprint of the copy. Exit 0 clean, 1 problems, 2 bad usage.",
+        "report missing / unreadable / zero-frame / too-short videos, paths outside the root and bad annotation "
+        "lines (labels outside the classes, paths with spaces, repeated videos), per-class counts, resolutions, "
+        "frame counts and a fingerprint of the copy; with --against, the reference videos missing or extra. "
+        "Exit 0 clean, 1 problems, 2 bad usage.",
     )
     p.add_argument("root", type=Path, help="data root (paths in the annotation file are relative to it)")
     p.add_argument("--ann", type=Path, required=True, help="MMAction2 list file (videos: 'PATH LABEL'; rawframes: 'DIR FRAMES LABEL')")
-    p.add_argument("--format", choices=["videos", "rawframes"], default="videos")
-    p.add_argument("--clip-len", type=int, help="flag videos shorter than clip_len * frame_interval frames")
-    p.add_argument("--frame-interval", type=int, default=1)
+    p.add_argument("--format", choices=["videos", "rawframes"], help="list format (default: the --entry's, else videos)")
+    p.add_argument("--entry", help="zoo entry the data is for: its clip span, classes and frame naming "
+                   "(default: the longest clip and the most classes in the zoo)")
+    p.add_argument("--zoo", type=Path, help="manifest holding the entry (default: K400 zoo + smoke zoo)")
+    p.add_argument("--clip-len", type=int, help="flag videos shorter than (clip_len - 1) * frame_interval + 1 frames")
+    p.add_argument("--frame-interval", type=int, help="with --clip-len (default 1)")
     p.add_argument("--workers", type=int, help="parallel checks (default min(8, CPUs))")
+    p.add_argument("--against", type=Path, metavar="REF_LIST",
+                   help="reference video list, rawframes list or K400 CSV: name the videos missing or extra here, by id")
     p.add_argument("--json", type=Path, help="write the full report as JSON")
     p.add_argument("--all", action="store_true", help="list every problem (default: the first 50)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -10,12 +10,17 @@
 A bad line raises :class:`AnnotationError` naming the file, the line number and what is wrong.
 Readers take an optional ``errors`` list: when given, bad lines are appended to it and skipped
 instead (the inventory reports them all at once).
+
+Paths in a list are relative to a data root; :func:`path_problem` says why one cannot be
+(absolute, leaving the root through ``..``, whitespace or control characters), and
+:func:`video_id` names a video the same way whichever list format it comes from.
 """
 
 from __future__ import annotations
 
 import csv
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,10 +36,12 @@ __all__ = [
     "csv_to_video_list",
     "k400_class_names",
     "load_label_map",
+    "path_problem",
     "read_annotation_list",
     "read_k400_csv",
     "read_rawframe_list",
     "read_video_list",
+    "video_id",
     "write_label_map",
     "write_video_list",
 ]
@@ -63,6 +70,9 @@ class VideoRecord:
     path: str
     label: int
     total_frames: int | None = None  # rawframes lists give it; for videos the container does
+    # Line in the list file it came from (0: not from a file); only for messages, so two
+    # records of the same video compare equal wherever they were read.
+    line: int = field(default=0, compare=False, repr=False)
 
 
 @dataclass
@@ -103,9 +113,11 @@ class ConversionReport:
 def _lines(path: Path):
     """(line number, stripped text) of the non-blank lines; a missing file is an AnnotationError."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise AnnotationError(path, 0, "annotation file not found") from None
+    except IsADirectoryError:
+        raise AnnotationError(path, 0, "is a folder, not a list file: pass the list (e.g. val_list_videos.txt)") from None
     except UnicodeDecodeError as e:
         raise AnnotationError(path, 0, f"not a UTF-8 text file ({e.reason} at byte {e.start})") from None
     for i, raw in enumerate(text.splitlines(), start=1):
@@ -131,19 +143,42 @@ def _read_list(path, fields: tuple[str, ...], num_classes: int | None, errors: l
     for lineno, line in _lines(path):
         parts = line.split()
         try:
+            if len(parts) > len(fields):
+                _refuse_spaced_path(line, len(fields))
             if len(parts) != len(fields):
-                raise ValueError(f"expected {len(fields)} fields '{expected}' separated by spaces, got {len(parts)}: {line!r}")
+                raise ValueError(f"expected {len(fields)} fields '{expected}' separated by spaces, got {len(parts)}: "
+                                 f"{line!r}{_format_hint(parts, len(fields))}")
             label = _parse_int(parts[-1], "LABEL")
             if num_classes is not None and label >= num_classes:
-                raise ValueError(f"LABEL {label} is out of range for {num_classes} classes")
+                raise ValueError(f"LABEL {label} is out of range for {num_classes} classes (0..{num_classes - 1})")
             total = _parse_int(parts[1], "TOTAL_FRAMES") if len(fields) == 3 else None
-            records.append(VideoRecord(parts[0], label, total))
+            records.append(VideoRecord(parts[0], label, total, line=lineno))
         except ValueError as e:
             err = AnnotationError(path, lineno, str(e))
             if errors is None:
                 raise err from None
             errors.append(err)
     return records
+
+
+def _format_hint(parts: list[str], num_fields: int) -> str:
+    """A line that fits the other list format says which format it looks like."""
+    if num_fields == 2 and len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
+        return " (a rawframes line 'DIR TOTAL_FRAMES LABEL': is this a rawframes list?)"
+    if num_fields == 3 and len(parts) == 2 and parts[1].isdigit():
+        return " (a video list line 'PATH LABEL': is this a video list?)"
+    return ""
+
+
+def _refuse_spaced_path(line: str, num_fields: int) -> None:
+    """A line with too many fields whose trailing ones are numbers holds a path with whitespace:
+    say so (MMAction2 would split it and fail or, worse, read the wrong fields)."""
+    head, *numbers = line.rsplit(None, num_fields - 1)
+    if head.split()[-1].isdigit():  # e.g. 'x 300 5' in a video list: a rawframes line, not a spaced path
+        return
+    if all(n.isdigit() for n in numbers):
+        raise ValueError(f"PATH {head!r} contains whitespace, which MMAction2 lists cannot hold (they split on "
+                         f"whitespace): rename the file or folder (e.g. spaces to underscores) and its list line")
 
 
 def read_video_list(path, num_classes: int | None = None, errors: list | None = None) -> list[VideoRecord]:
@@ -181,6 +216,44 @@ def write_video_list(path, records: list[VideoRecord]) -> Path:
     return path
 
 
+_UNSAFE_CHAR = re.compile(r"[\s\x00-\x1f\x7f]")
+
+
+def path_problem(path: str) -> str | None:
+    """Why ``path`` (from a list file) cannot name something inside the data root, or None.
+
+    The check is lexical (``..`` resolved on the text, symlinks not followed): a list must not
+    reach outside its root, while a root whose sub-folders are symlinks to other disks (a
+    common Kinetics set-up) is the owner's choice and stays allowed.
+    """
+    if not path:
+        return "PATH is empty"
+    bad = _UNSAFE_CHAR.search(path)
+    if bad and bad.group().isspace():
+        return f"PATH {path!r} contains whitespace, which MMAction2 lists cannot hold: rename it"
+    if bad:
+        return f"PATH {path!r} contains a control character"
+    if os.path.isabs(path):
+        return f"PATH {path!r} is absolute: list paths are relative to the data root (remove the root prefix)"
+    norm = os.path.normpath(path)
+    if norm == ".":
+        return f"PATH {path!r} names the data root itself, not a video in it"
+    if norm == ".." or norm.startswith(".." + os.sep):
+        return f"PATH {path!r} leaves the data root through '..': list paths must stay inside it"
+    return None
+
+
+def video_id(path: str, format: str = "videos") -> str:
+    """The id of a listed video: its path without a leading ``./`` and without the file
+    extension, so ``a/x.mp4`` (a video list) and ``a/x`` (its rawframes directory) share one
+    id. Frame directories keep a dot in their name unless it is a video extension."""
+    norm = os.path.normpath(path).replace(os.sep, "/")
+    stem, ext = os.path.splitext(norm)
+    if ext and "/" not in ext and (format == "videos" or ext.lower() in VIDEO_EXTENSIONS):
+        return stem
+    return norm
+
+
 # --------------------------------------------------------------------------- Kinetics CSV
 
 
@@ -208,7 +281,7 @@ def read_k400_csv(path, errors: list | None = None) -> list[K400Row]:
     if not path.is_file():
         raise AnnotationError(path, 0, "CSV file not found")
     rows = []
-    with open(path, newline="", encoding="utf-8") as fh:
+    with open(path, newline="", encoding="utf-8-sig") as fh:
         reader = csv.reader(fh)
         header = next(reader, None)
         if header is None:
@@ -256,7 +329,7 @@ def load_label_map(path) -> list[str]:
     names: list[str] = []
     seen: dict[str, int] = {}
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise AnnotationError(path, 0, "label map not found") from None
     lines = text.splitlines()

@@ -226,17 +226,22 @@ def build_dataset(entry, split: str, data_root: str | os.PathLike, ann_file: str
     ``on_error="report"``: an undecodable video yields ``(DecodeFailure, label, index)``
     instead of raising :class:`~i3dbench.data.decoders.DecodeError`.
     ``seed``: base of the per-item training draws (None: a fresh random one).
+    The list is refused (AnnotationError naming file and line) when a label is outside the
+    entry's classes, a path leaves the data root or holds whitespace, or it lists no video.
     """
     from i3dbench.data import annotations
+    from i3dbench.data.validate import require_data_root, validate_records
     from i3dbench.zoo import get_entry
 
     entry = get_entry(entry) if isinstance(entry, str) else entry
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    if not Path(data_root).is_dir():
-        raise FileNotFoundError(f"data root {data_root} is not a directory: pass the folder the paths in {ann_file} are relative to")
+    require_data_root(data_root, ann_file)
     read = annotations.read_rawframe_list if entry.data.format == "rawframes" else annotations.read_video_list
     records = read(ann_file, num_classes=entry.arch.num_classes)
+    # Text-only checks (no file is touched: a training list may hold 240k videos).
+    validate_records(records, entry, data_root, ann_file, check_files=False).raise_errors(
+        hint=f"`i3dbench data check {data_root} --ann {ann_file} --entry {entry.name}` lists them all")
     if decoder is None or isinstance(decoder, str):
         decoder = default_decoder(entry, decoder)
     return ClipDataset(entry, split, records, data_root, decoder, normalize=normalize, on_error=on_error, seed=seed)

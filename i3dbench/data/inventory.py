@@ -7,13 +7,17 @@ annotated video (or frame directory), decodes its first and last frame, and repo
 * ``missing``      - the annotated file / directory is not there;
 * ``unreadable``   - it cannot be opened or decoded (empty, truncated, not a video, bad JPEG);
 * ``zero_frames``  - it opens but holds no frame;
-* ``too_short``    - fewer frames than one clip spans (``clip_len * frame_interval``; checked
-                     only when a clip length is given, since MMAction2 loops short videos);
+* ``too_short``    - fewer frames than one clip spans (``(clip_len - 1) * frame_interval + 1``;
+                     checked only when a span is given, since MMAction2 loops short videos);
 * ``count_mismatch`` - (rawframes) the directory holds another number of frames than the list says;
+* ``bad_path``     - the listed path is absolute or leaves the root through ``..`` (never opened);
 
-plus bad annotation lines, per-class counts, resolution and frame-count statistics, and a
-fingerprint: sha256 over the sorted relative paths and sizes of the data files and the
-annotation file's bytes. Bad files never raise: each becomes a row of the report.
+plus bad annotation lines (unparsable, a label outside ``num_classes``, a video listed twice),
+per-class counts, resolution and frame-count statistics, optionally the comparison with a
+reference list (``data.copies``), and a fingerprint: sha256 over the sorted relative paths and
+sizes of the data files and the annotation file's bytes. Bad files never raise: each becomes
+a row of the report. What cannot be checked at all (no root, no list, an empty or unreadable
+list, a bad argument) raises a UserError naming it.
 """
 
 from __future__ import annotations
@@ -22,16 +26,17 @@ import hashlib
 import os
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from .annotations import AnnotationError, VideoRecord, read_annotation_list
+from ..errors import UsageError
+from .annotations import AnnotationError, VideoRecord, path_problem, read_annotation_list
 
 __all__ = ["PROBLEM_STATUSES", "InventoryReport", "VideoCheck", "check_dataset", "check_video", "dataset_fingerprint"]
 
-PROBLEM_STATUSES = ("missing", "unreadable", "zero_frames", "too_short", "count_mismatch")
+PROBLEM_STATUSES = ("missing", "unreadable", "zero_frames", "too_short", "count_mismatch", "bad_path")
 
 
 @dataclass
@@ -46,6 +51,7 @@ class VideoCheck:
     width: int | None = None
     height: int | None = None
     files: list[tuple[str, int]] = field(default_factory=list, repr=False)  # (relative path, bytes)
+    line: int = 0  # line of the annotation file
 
 
 @dataclass
@@ -66,10 +72,12 @@ class InventoryReport:
     frame_stats: dict[str, float]  # min / p5 / median / mean / max over readable videos
     fingerprint: str
     total_bytes: int
+    comparison: dict | None = None  # CopyComparison.to_dict() when checked against a reference
 
     @property
     def ok(self) -> bool:
-        return not self.problems and not self.annotation_errors
+        same = self.comparison is None or self.comparison["identical"]
+        return not self.problems and not self.annotation_errors and same
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -83,12 +91,18 @@ class InventoryReport:
 
 def check_video(root: Path, record: VideoRecord, format: str, decoder, clip_span: int | None) -> VideoCheck:
     """Check one record; never raises (a failure is the ``unreadable`` status with the reason)."""
+    why = path_problem(record.path)
+    if why:  # checked before any file-system call: a list must not make us open files outside the root
+        return VideoCheck(record.path, record.label, "bad_path", why, line=record.line)
     try:
         if format == "videos":
-            return _check_file(root, record, decoder, clip_span)
-        return _check_frame_dir(root, record, decoder, clip_span)
+            check = _check_file(root, record, decoder, clip_span)
+        else:
+            check = _check_frame_dir(root, record, decoder, clip_span)
     except Exception as e:  # noqa: BLE001 - a decoder or file-system surprise is a finding, not a crash
-        return VideoCheck(record.path, record.label, "unreadable", f"{type(e).__name__}: {e}")
+        check = VideoCheck(record.path, record.label, "unreadable", f"{type(e).__name__}: {e}")
+    check.line = record.line
+    return check
 
 
 def _check_file(root: Path, record: VideoRecord, decoder, clip_span) -> VideoCheck:
@@ -194,42 +208,81 @@ def check_dataset(
     filename_tmpl: str = "img_{:05}.jpg",
     start_index: int = 1,
     progress: bool = True,
+    *,
+    clip_span: int | None = None,
+    num_classes: int | None = None,
+    reference=None,
 ) -> InventoryReport:
     """Check every video of ``ann_file`` under ``root`` (see the module docstring).
 
     ``format`` is "videos" (decoder default: decord) or "rawframes" (JPEG frame directories
-    named ``filename_tmpl`` from ``start_index``). ``clip_len * frame_interval`` frames is
-    the shortest acceptable video when ``clip_len`` is given. Work runs on ``workers``
-    threads (default: min(8, CPUs)). Raises only for a missing ``root`` / ``ann_file`` or an
-    unknown ``format``; bad lines and bad files are listed in the report.
+    named ``filename_tmpl`` from ``start_index``). A video shorter than ``clip_span`` frames
+    (default, when ``clip_len`` is given: ``(clip_len - 1) * frame_interval + 1``) is too short;
+    a label ``>= num_classes`` is a bad line. ``reference`` (a list or K400 CSV path, or a
+    ``copies.IdList``) adds the comparison of the list with it. Work runs on ``workers``
+    threads (default: min(8, CPUs)). Raises a UserError for what cannot be checked: a missing
+    ``root``, a missing, empty or unreadable ``ann_file`` (or one with no valid line), a bad
+    argument; bad lines and bad files are listed in the report.
     """
     from tqdm import tqdm
 
+    from .copies import compare_ids, id_list_from_records, read_id_list
     from .decoders import get_decoder
+    from .validate import find_duplicates, require_data_root
 
     root, ann_file = Path(root), Path(ann_file)
     if format not in ("videos", "rawframes"):
-        raise ValueError(f"format must be 'videos' or 'rawframes', got {format!r}")
-    if not root.is_dir():
-        raise FileNotFoundError(f"data root {root} is not a directory")
+        raise UsageError(f"format must be 'videos' or 'rawframes', got {format!r}")
+    for name, value in (("clip_len", clip_len), ("frame_interval", frame_interval), ("workers", workers),
+                        ("clip_span", clip_span), ("num_classes", num_classes)):
+        if value is not None and value < 1:
+            raise UsageError(f"{name} must be >= 1, got {value}")
+    require_data_root(root, ann_file)
+    if ann_file.is_dir():
+        raise AnnotationError(ann_file, 0, "is a folder, not a list file: pass the list (e.g. val_list_videos.txt)")
     if not ann_file.is_file():
-        raise FileNotFoundError(f"annotation file {ann_file} not found")
+        raise AnnotationError(ann_file, 0, "annotation file not found")
+    ref_ids = None
+    if reference is not None:  # read before the long check: a bad reference fails at once
+        ref_ids = reference if hasattr(reference, "ids") else read_id_list(reference)
     if decoder is None:
         decoder = get_decoder("decord") if format == "videos" else get_decoder("rawframes", filename_tmpl=filename_tmpl, start_index=start_index, num_threads=1)
     errors: list[AnnotationError] = []
-    try:
-        records = read_annotation_list(ann_file, format, errors=errors)
-    except AnnotationError as e:  # unreadable file as a whole
-        records, errors = [], [e]
-    clip_span = clip_len * frame_interval if clip_len else None
+    records = read_annotation_list(ann_file, format, num_classes=num_classes, errors=errors)  # whole-file failures raise
+    if not records:
+        if not errors:
+            raise AnnotationError(ann_file, 0, "the list holds no video (empty file): pass the list of the copy to check")
+        raise AnnotationError(errors[0].file, errors[0].line,
+                              f"no line of the list is valid ({len(errors)} bad); the first: {errors[0].message}")
+    for first, again in find_duplicates(records):
+        errors.append(AnnotationError(ann_file, again.line, f"PATH {again.path!r} is listed again (first on line "
+                                                            f"{first.line}): it would count twice in the accuracy"))
+    errors.sort(key=lambda e: e.line)
+    if clip_span is None and clip_len:
+        clip_span = (clip_len - 1) * frame_interval + 1
     workers = workers or min(8, os.cpu_count() or 1)
 
     def one(rec: VideoRecord) -> VideoCheck:
         return check_video(root, rec, format, decoder, clip_span)
 
+    # A video listed twice is opened once; its check stands for every line naming it.
+    first_of: dict[str, int] = {}
+    distinct: list[VideoRecord] = []
+    for rec in records:
+        key = os.path.normpath(rec.path)
+        if key not in first_of:
+            first_of[key] = len(distinct)
+            distinct.append(rec)
     with ThreadPoolExecutor(max(1, workers)) as pool:
-        checks = list(tqdm(pool.map(one, records), total=len(records), desc=f"checking {root.name}", unit=format[:-1], disable=not progress))
-    return _summarise(root, ann_file, format, decoder, clip_span, records, checks, errors)
+        done = list(tqdm(pool.map(one, distinct), total=len(distinct), desc=f"checking {root.name}", unit=format[:-1], disable=not progress))
+    checks = []
+    for rec in records:
+        check = done[first_of[os.path.normpath(rec.path)]]
+        checks.append(check if check.line == rec.line else replace(check, label=rec.label, line=rec.line))
+    report = _summarise(root, ann_file, format, decoder, clip_span, records, checks, errors)
+    if ref_ids is not None:
+        report.comparison = compare_ids(id_list_from_records(records, str(ann_file), format), ref_ids).to_dict()
+    return report
 
 
 def _summarise(root, ann_file, format, decoder, clip_span, records, checks, errors) -> InventoryReport:
@@ -259,7 +312,8 @@ def _summarise(root, ann_file, format, decoder, clip_span, records, checks, erro
         clip_span=clip_span,
         num_annotated=len(records),
         status_counts={s: status.get(s, 0) for s in ("ok",) + PROBLEM_STATUSES},
-        problems=[{"path": c.path, "label": c.label, "status": c.status, "reason": c.reason} for c in checks if c.status != "ok"],
+        problems=[{"path": c.path, "line": c.line, "label": c.label, "status": c.status, "reason": c.reason}
+                  for c in checks if c.status != "ok"],
         annotation_errors=[str(e) for e in errors],
         class_counts=dict(sorted(classes.items())),
         resolutions=dict(Counter(f"{c.width}x{c.height}" for c in readable).most_common()),
