@@ -109,9 +109,14 @@ def cpu_tensor_peak(fn: Callable[[], object]) -> int | None:
             trace = Path(tmp) / "trace.json"
             prof.export_chrome_trace(str(trace))
             events = json.loads(trace.read_text()).get("traceEvents", [])
-    totals = [e["args"]["Total Allocated"] for e in events
-              if e.get("name") == "[memory]" and "Total Allocated" in e.get("args", {})]
-    return max(0, max(totals)) if totals else None
+    mem = [e["args"] for e in events if e.get("name") == "[memory]" and "Total Allocated" in e.get("args", {})]
+    if not mem:
+        return None
+    # "Total Allocated" is the allocator's running total as the profiler tracks it, which carries
+    # over what earlier profiling sessions allocated and freed after they ended: the session's
+    # own baseline is the total before its first event.
+    base = mem[0]["Total Allocated"] - mem[0].get("Bytes", 0)
+    return max(0, max(m["Total Allocated"] for m in mem) - base)
 
 
 def peak_of(fn: Callable[[], object], device: torch.device, live: tuple = ()) -> dict:
