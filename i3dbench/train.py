@@ -51,6 +51,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
+from .errors import UserError
 from .zoo import ZooEntry, get_entry
 
 # mmcv resolved ``torchvision://resnet50`` through torchvision's model_urls; in 2020
@@ -201,7 +202,7 @@ def _resolve_data(entry: ZooEntry, data_root, ann_file, val_data_root, val_ann_f
         if val_ann_file is None:
             val_data_root, val_ann_file = synthetic_paths(root, fmt, res, "val")
     if data_root is None or ann_file is None:
-        raise ValueError(
+        raise UserError(
             f"entry '{entry.name}' trains on {entry.dataset}: give --data-root and --ann "
             "(the training videos/frames and their list file)"
         )
@@ -238,7 +239,7 @@ def _load_init(model: nn.Module, source: str) -> str:
     from .checkpoints import inflate_2d_to_3d, load_checkpoint, read_checkpoint, resolve
 
     if source.startswith("torchvision://") and source not in TORCHVISION_URLS:
-        raise ValueError(f"init {source}: unknown torchvision model; known: {', '.join(TORCHVISION_URLS)}")
+        raise UserError(f"init {source}: unknown torchvision model; known: {', '.join(TORCHVISION_URLS)}")
     path = resolve(TORCHVISION_URLS.get(source, source))  # downloads a URL into the cache once
     sd = read_checkpoint(path).state_dict
     if any(k.startswith(("backbone.", "cls_head.")) for k in sd):
@@ -248,7 +249,7 @@ def _load_init(model: nn.Module, source: str) -> str:
         rep = inflate_2d_to_3d(model, sd)
         return (f"2D ImageNet weights inflated from {source} ({len(rep.inflated)} tensors; "
                 f"{len(rep.missing)} kept their init, {len(rep.mismatched)} mismatched)")
-    raise ValueError(
+    raise UserError(
         f"init {path}: neither a 2D torchvision ResNet state_dict (conv1.weight, layer1.*) "
         "nor an MMAction2 checkpoint (backbone.*, cls_head.*)"
     )
@@ -322,7 +323,7 @@ def _newest_checkpoint(work_dir: Path) -> Optional[tuple[Path, dict]]:
     for _, p in sorted(found, reverse=True):
         try:
             ckpt = _read_resume_file(p)
-        except (OSError, RuntimeError, ValueError, KeyError, EOFError) as err:
+        except (OSError, RuntimeError, ValueError, KeyError, EOFError, UserError) as err:
             print(f"[i3dbench.train] skipping checkpoint {p}: {err}", file=sys.stderr)
             continue
         return p, ckpt
@@ -334,10 +335,10 @@ def _read_resume_file(path: Path) -> dict:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - torch raises many types for a broken file
-        raise ValueError(f"unreadable ({type(err).__name__}: {err})") from None
+        raise UserError(f"unreadable ({type(err).__name__}: {err})") from None
     missing = [k for k in ("state_dict", "optimizer", "scheduler", "rng", "train_state") if k not in (ckpt if isinstance(ckpt, dict) else {})]
     if missing:
-        raise ValueError(f"not a resumable i3dbench training checkpoint (no {', '.join(missing)})")
+        raise UserError(f"not a resumable i3dbench training checkpoint (no {', '.join(missing)})")
     return ckpt
 
 
@@ -443,9 +444,9 @@ def read_log_json(path: str | Path) -> list[dict]:
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as err:
-                raise ValueError(f"{path}: line {n}: not JSON ({err.msg}); is this a .log.json file?") from None
+                raise UserError(f"{path}: line {n}: not JSON ({err.msg}); is this a .log.json file?") from None
             if not isinstance(obj, dict):
-                raise ValueError(f"{path}: line {n}: expected a JSON object, got {type(obj).__name__}")
+                raise UserError(f"{path}: line {n}: expected a JSON object, got {type(obj).__name__}")
             out.append(obj)
     return out
 
@@ -557,7 +558,7 @@ def train(
     """
     entry = get_entry(entry, zoo) if zoo is not None else get_entry(entry)
     if amp not in (None, "bf16", "fp16"):
-        raise ValueError(f"amp must be None, 'bf16' or 'fp16', got {amp!r}")
+        raise UserError(f"amp must be None, 'bf16' or 'fp16', got {amp!r}")
     info, created_pg = setup_distributed(device)
     try:
         return _train(
@@ -639,7 +640,7 @@ def _train(entry, info, data_root, ann_file, work_dir, resume, val_ann_file, val
         if stale:
             # A fresh run would mix its checkpoints with these, and a later --resume auto could
             # pick one of the old run's.
-            raise FileExistsError(f"--work-dir {work_dir} holds checkpoints of an earlier run ({', '.join(stale[:3])}"
+            raise UserError(f"--work-dir {work_dir} holds checkpoints of an earlier run ({', '.join(stale[:3])}"
                                   f"{', ...' if len(stale) > 3 else ''}): continue it with --resume auto, "
                                   "or train into another work dir")
         _barrier(info)  # every rank has looked before rank 0 clears the logs
@@ -657,9 +658,12 @@ def _train(entry, info, data_root, ann_file, work_dir, resume, val_ann_file, val
     if ckpt is not None:
         progress = _restore(run, ckpt)
         log.truncate_after(progress.epoch)
+    # The record's conditions (code version, time, ...) are those of the start of the training.
+    started = _start_conditions(run, info, amp, total_batch, ann_file) if info.is_main and write_record_file else None
 
     memory_kind = "cuda_max_memory_allocated" if info.device.type == "cuda" else "cpu_peak_rss"
     lr_rule = _lr_rule(entry, base_lr, total_batch, lr is not None)
+    ckpt_epoch = progress.epoch if ckpt is not None else 0
     if ckpt is not None:
         init_desc = f"resumed from {resume_path} (epoch {progress.epoch})"
     log.json({
@@ -719,7 +723,8 @@ def _train(entry, info, data_root, ann_file, work_dir, resume, val_ann_file, val
     log.text(f"done: {result.epochs} epochs, {result.iters} iters, wall {wall:.1f} s, peak memory {peak} MiB "
              f"({memory_kind}), final val top1 {result.final_top1}, checkpoint {ckpt_path} sha256 {sha}")
     if info.is_main and write_record_file:
-        record = _write_train_record(entry, result, info, amp, run.train_set, ann_file, records_dir)
+        record = _write_train_record(entry, result, started, resume_path if ckpt is not None else None,
+                                     ckpt_epoch, records_dir if records_dir is not None else work_dir / "records")
         result = replace(result, record_path=record)
         log.text(f"record: {result.record_path}")
     return result
@@ -737,7 +742,7 @@ def _find_resume(resume: Optional[str], work_dir: Path) -> tuple[Optional[Path],
     try:
         return path, _read_resume_file(path)
     except ValueError as err:
-        raise ValueError(f"--resume {path}: {err}") from None
+        raise UserError(f"--resume {path}: {err}") from None
 
 
 def _build_run(entry, info, work_dir, log, init, lr, amp, vpg, epochs, data_root, ann_file, val_data_root,
@@ -921,20 +926,25 @@ def _log_train(run: _Run, window: dict, epoch: int, inner: int, global_iter: int
                  f"loss_cls: {means['loss_cls']:.4f}, loss: {means['loss_cls']:.4f}")
 
 
-def _write_train_record(entry: ZooEntry, result: TrainResult, info: DistInfo, amp: Optional[str], train_set,
-                        ann_file: Path, records_dir) -> Path:
-    """A ``kind=train`` record: final/best val accuracy (percent), wall time, memory, checkpoint."""
+def _start_conditions(run: _Run, info: DistInfo, amp: Optional[str], total_batch: int, ann_file: Path) -> dict:
     from .evaluate import dataset_fingerprint
-    from .records import collect_conditions, make_record, write_record
+    from .records import collect_conditions
 
-    conditions = collect_conditions(
-        str(info.device),
-        precision=amp or "fp32",
-        batch=result.total_batch,
-        decoder=train_set.decoder,
-        dataset_fingerprint=dataset_fingerprint(train_set, ann_file),
-        checkpoint_sha256=result.checkpoint_sha256,
-    )
+    cond = collect_conditions(str(info.device), precision=amp or "fp32", batch=total_batch,
+                              decoder=run.train_set.decoder,
+                              dataset_fingerprint=dataset_fingerprint(run.train_set, ann_file))
+    cond["train_memory_kind"] = "cuda_max_memory_allocated" if info.device.type == "cuda" else "cpu_peak_rss"
+    return cond
+
+
+def _write_train_record(entry: ZooEntry, result: TrainResult, conditions: dict, resumed_from: Optional[Path],
+                        resumed_epoch: int, records_dir) -> Path:
+    """A ``kind=train`` record: final/best val accuracy (percent), wall time, memory, checkpoint.
+
+    ``conditions`` were taken when the training started (its code version and time)."""
+    from .records import make_record, write_record
+
+    conditions = dict(conditions, checkpoint_sha256=result.checkpoint_sha256)
     metrics = {
         "top1": result.final_top1,
         "top5": result.final_top5,
@@ -943,18 +953,19 @@ def _write_train_record(entry: ZooEntry, result: TrainResult, info: DistInfo, am
         "best_epoch": result.best_epoch,
         "wall_time_s": result.wall_time_s,
         "peak_memory_mb": result.peak_memory_mb,
-        "memory_kind": result.memory_kind,
         "epochs": result.epochs,
         "iters": result.iters,
     }
+    method = {"name": "train", "protocol": f"recipe-{entry.recipe.epochs}e", "val": "entry's val pipeline",
+              "lr": result.lr, "world_size": result.world_size, "videos_per_gpu": result.total_batch // result.world_size}
+    obtained = ({"how": "resumed", "from_checkpoint": str(resumed_from), "from_epoch": resumed_epoch}
+                if resumed_from is not None else {"how": "computed"})
     extra = {
         # The file latest.pth points to: what `i3dbench eval --checkpoint` takes.
         "checkpoint": str(result.checkpoint.resolve()) if result.checkpoint else None,
         "checkpoint_sha256": result.checkpoint_sha256,
         "work_dir": str(result.work_dir.resolve()),
         "log_json": str(result.log_json.resolve()),
-        "lr": result.lr,
-        "world_size": result.world_size,
-        "videos_per_gpu": result.total_batch // result.world_size,
     }
-    return write_record(make_record(entry.name, "train", metrics, conditions, extra=extra), records_dir)
+    return write_record(make_record(entry.name, "train", metrics, conditions, method, obtained=obtained, extra=extra),
+                        records_dir)

@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from i3dbench.errors import UserError
 import torch
 
 from i3dbench.checkpoints import file_sha256
@@ -153,6 +155,13 @@ def test_single_process_run_logs_checkpoints_and_records(setup, tmp_path):
     assert rec["metrics"]["top1"] == pytest.approx(res.final_top1)
     assert rec["metrics"]["wall_time_s"] > 0 and rec["metrics"]["peak_memory_mb"] == res.peak_memory_mb
     assert rec["conditions"]["checkpoint_sha256"] == res.checkpoint_sha256
+    assert rec["obtained"] == {"how": "computed"} and rec["method"]["name"] == "train"
+    # Conditions are those of the start: the record's time is before the training's last log line.
+    import datetime as _dt
+
+    started = _dt.datetime.fromisoformat(rec["conditions"]["time"])
+    assert started.timestamp() <= record_file.stat().st_mtime - res.wall_time_s + 5.0
+    assert rec["conditions"]["code"]["source_sha256"]
 
     # Resume finds the newest complete checkpoint: a newer but truncated file and a
     # temporary file (what an interrupted atomic save leaves) are passed over.
@@ -161,7 +170,7 @@ def test_single_process_run_logs_checkpoints_and_records(setup, tmp_path):
     (work / "epoch_9.pth").write_bytes((work / "epoch_2.pth").read_bytes()[:1000])
     assert find_resume_checkpoint(work) == work / "epoch_2.pth"
     # A fresh run into a work dir holding another run's checkpoints is refused.
-    with pytest.raises(FileExistsError, match="--resume auto"):
+    with pytest.raises(UserError, match="--resume auto"):
         train(setup["entry"], train_root, train_ann, work, num_workers=0)
 
 
@@ -280,5 +289,5 @@ def test_init_from_2d_imagenet_weights_and_from_a_checkpoint(setup, tmp_path):
     assert all(torch.equal(v, donor.state_dict()[k]) for k, v in model.state_dict().items())
 
     torch.save({"weight": torch.zeros(3)}, tmp_path / "other.pth")
-    with pytest.raises(ValueError, match="neither a 2D torchvision ResNet"):
+    with pytest.raises(UserError, match="neither a 2D torchvision ResNet"):
         build_train_model(entry, seed=0, init=str(tmp_path / "other.pth"))

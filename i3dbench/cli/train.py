@@ -70,6 +70,6 @@ def add_parsers(sub) -> None:
     p.add_argument("--max-iters", type=int, help="stop after this many iterations in total (quick checks)")
     p.add_argument("--log-interval", type=int, default=20, help="iterations per log line")
     p.add_argument("--decoder", help="video decoder (default: decord for videos, rawframes for frames)")
-    p.add_argument("--records", type=Path, help="records folder (default results/records)")
+    p.add_argument("--records", type=Path, help="records folder for the train record (default: WORK_DIR/records)")
     p.add_argument("--no-record", action="store_true", help="do not write a train record")
     p.set_defaults(func=_cmd_train)
