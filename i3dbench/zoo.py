@@ -179,8 +179,10 @@ class ZooEntry:
 
 
 def _show(value: Any, limit: int = 80) -> str:
-    """``repr(value)``, cut so that one bad value cannot flood the one-line error."""
-    text = repr(value)
+    """``repr(value)`` as the manifest wrote it (lists, not the tuples they became), cut so
+    that one bad value cannot flood the one-line error."""
+    as_written = lambda v: [as_written(x) for x in v] if isinstance(v, (list, tuple)) else v  # noqa: E731
+    text = repr(as_written(value))
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -258,6 +260,10 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     """SafeLoader that refuses a key defined twice in one mapping (YAML keeps the last silently)."""
 
 
+class _DuplicateKey(yaml.constructor.ConstructorError):
+    pass
+
+
 def _construct_unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
     seen: set = set()
     for key_node, _ in node.value:
@@ -267,7 +273,7 @@ def _construct_unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, d
         except TypeError:  # an unhashable key: let PyYAML report it
             break
         if duplicate:
-            raise yaml.constructor.ConstructorError(
+            raise _DuplicateKey(
                 None, None, f"'{key}' is defined twice in the same mapping", key_node.start_mark
             )
         seen.add(key)
@@ -299,6 +305,8 @@ def _read_yaml(path: Path, included_by: Optional[Path] = None) -> dict:
         raise ZooError(f"{lead}: cannot read manifest ({err.strerror})") from None
     try:
         doc = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except _DuplicateKey as err:
+        raise ZooError(f"{lead}: {_yaml_problem(err)}: remove or rename one of them") from None
     except yaml.YAMLError as err:
         raise ZooError(f"{lead}: not valid YAML: {_yaml_problem(err)}") from None
     if not isinstance(doc, dict):
@@ -498,7 +506,7 @@ def _entry_checks(e: ZooEntry):
         yield f"arch.{key}", len(rows) == 4, "must have one row per stage (4)", rows
         for i, (row, n) in enumerate(zip(rows, blocks)):
             yield (f"arch.{key}[{i}]", len(row) == n,
-                   f"must have one flag per block of stage {i + 1} ({n} blocks, arch.stage_blocks {blocks})", row)
+                   f"must have one flag per block of stage {i + 1} ({n} blocks, arch.stage_blocks {list(blocks)})", row)
             yield f"arch.{key}[{i}]", set(row) <= {0, 1}, "must be 0/1 flags", row
     yield "arch.non_local_mode", a.non_local_mode in _NL_MODES, f"must be one of {', '.join(map(str, _NL_MODES))}", a.non_local_mode
     yield ("arch.non_local", any(any(row) for row in a.non_local) == (a.non_local_mode is not None),
