@@ -51,6 +51,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
+from .errors import UsageError
 from .zoo import ZooEntry, get_entry
 
 # mmcv resolved ``torchvision://resnet50`` through torchvision's model_urls; in 2020
@@ -238,7 +239,7 @@ def _load_init(model: nn.Module, source: str) -> str:
     from .checkpoints import inflate_2d_to_3d, load_checkpoint, read_checkpoint, resolve
 
     if source.startswith("torchvision://") and source not in TORCHVISION_URLS:
-        raise ValueError(f"init {source}: unknown torchvision model; known: {', '.join(TORCHVISION_URLS)}")
+        raise UsageError(f"--init {source}: unknown torchvision model; known: {', '.join(TORCHVISION_URLS)}")
     path = resolve(TORCHVISION_URLS.get(source, source))  # downloads a URL into the cache once
     sd = read_checkpoint(path).state_dict
     if any(k.startswith(("backbone.", "cls_head.")) for k in sd):
@@ -248,8 +249,8 @@ def _load_init(model: nn.Module, source: str) -> str:
         rep = inflate_2d_to_3d(model, sd)
         return (f"2D ImageNet weights inflated from {source} ({len(rep.inflated)} tensors; "
                 f"{len(rep.missing)} kept their init, {len(rep.mismatched)} mismatched)")
-    raise ValueError(
-        f"init {path}: neither a 2D torchvision ResNet state_dict (conv1.weight, layer1.*) "
+    raise UsageError(
+        f"--init {path}: neither a 2D torchvision ResNet state_dict (conv1.weight, layer1.*) "
         "nor an MMAction2 checkpoint (backbone.*, cls_head.*)"
     )
 
@@ -733,11 +734,11 @@ def _find_resume(resume: Optional[str], work_dir: Path) -> tuple[Optional[Path],
         return None, None
     path = Path(resume)
     if not path.is_file():
-        raise FileNotFoundError(f"--resume {resume}: no such checkpoint")
+        raise UsageError(f"--resume {resume}: no such checkpoint file")
     try:
         return path, _read_resume_file(path)
     except ValueError as err:
-        raise ValueError(f"--resume {path}: {err}") from None
+        raise UsageError(f"--resume {path}: {str(err).splitlines()[0][:300]}") from None
 
 
 def _build_run(entry, info, work_dir, log, init, lr, amp, vpg, epochs, data_root, ann_file, val_data_root,
