@@ -36,6 +36,7 @@ import math
 import os
 import platform
 import random
+import re
 import resource
 import sys
 import time
@@ -738,7 +739,11 @@ def _find_resume(resume: Optional[str], work_dir: Path) -> tuple[Optional[Path],
     try:
         return path, _read_resume_file(path)
     except ValueError as err:
-        raise UsageError(f"--resume {path}: {str(err).splitlines()[0][:300]}") from None
+        # torch's weights-only refusal is paragraphs long; the class it refused is what matters
+        refused = re.search(r"(?:unsupported|Unsupported global:) GLOBAL ([\w.]+)", str(err))
+        why = (f"it holds a {refused.group(1)} object, which a weights-only load refuses" if refused
+               else str(err).splitlines()[0][:300])
+        raise UsageError(f"--resume {path}: not a readable i3dbench training checkpoint: {why}") from None
 
 
 def _build_run(entry, info, work_dir, log, init, lr, amp, vpg, epochs, data_root, ann_file, val_data_root,

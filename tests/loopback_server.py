@@ -24,6 +24,7 @@ class Route:
     trickle: Optional[tuple[int, float]] = None  # (bytes, seconds): send that many bytes per pause
     stall_after: Optional[int] = None  # send this many bytes, then go silent (until the test ends)
     location: Optional[str] = None  # a redirect target (with status 301/302/307/308)
+    silent: bool = False  # accept the request, then never answer (until the test ends)
 
 
 class LoopbackServer:
@@ -41,6 +42,9 @@ class LoopbackServer:
                 route = outer.routes.get(self.path)
                 if route is None:
                     self.send_error(404)
+                    return
+                if route.silent:
+                    outer.stop.wait(30)
                     return
                 self.send_response(route.status)
                 for k, v in route.headers.items():

@@ -314,6 +314,9 @@ def test_http_and_network_errors_name_url_reason_and_bytes(server, cache, monkey
     server.routes["/err.pth"] = Route(b"oops", status=500)
     with pytest.raises(CheckpointError, match=r"cannot download .*/err.pth: HTTP 500 Internal Server Error \(0 bytes"):
         ck.download_checkpoint(server.url("/err.pth"))
+    server.routes["/silent.pth"] = Route(silent=True)
+    with pytest.raises(CheckpointError, match=r"cannot download .*/silent.pth: timed out \(0 bytes received\)"):
+        ck.download_checkpoint(server.url("/silent.pth"), timeout=0.3)
     refused = closed_port_url("/x.pth")
     with pytest.raises(CheckpointError, match=re.escape(f"cannot download {refused}: connection refused (0 bytes")):
         ck.download_checkpoint(refused)
