@@ -305,8 +305,6 @@ def _reason(err: BaseException) -> str:
         return f"host name not resolved ({reason.strerror or reason})"
     if isinstance(reason, ConnectionRefusedError):
         return "connection refused"
-    if isinstance(reason, (TimeoutError, socket.timeout)):
-        return "timed out"
     return str(reason) or type(reason).__name__
 
 
@@ -334,7 +332,10 @@ def _fetch(url: str, out, *, progress: bool, timeout: float, deadline: float) ->
         length = resp.headers.get("Content-Length")
         total = int(length) if length and length.strip().isdigit() else None
         received = 0
-        of_total = lambda: f"{received} of {total} bytes" if total is not None else f"{received} bytes"  # noqa: E731
+
+        def of_total() -> str:
+            return f"{received} of {total} bytes" if total is not None else f"{received} bytes"
+
         with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=_file_name(url)[:40],
                   disable=None if progress else True, leave=False) as bar:
             while True:
@@ -346,7 +347,7 @@ def _fetch(url: str, out, *, progress: bool, timeout: float, deadline: float) ->
                     # read1: at most one socket read, so a trickling server cannot hold this
                     # loop past the deadline; each read waits at most `timeout`.
                     chunk = resp.read1(CHUNK)
-                except (TimeoutError, socket.timeout):
+                except TimeoutError:  # socket.timeout is an alias
                     raise CheckpointError(
                         f"download of {url} stalled: no data for {timeout:g} s after {of_total()}; "
                         "retry, or allow longer with I3DBENCH_DOWNLOAD_TIMEOUT (seconds)") from None

@@ -25,7 +25,7 @@ import math
 import re
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -181,7 +181,10 @@ class ZooEntry:
 def _show(value: Any, limit: int = 80) -> str:
     """``repr(value)`` as the manifest wrote it (lists, not the tuples they became), cut so
     that one bad value cannot flood the one-line error."""
-    as_written = lambda v: [as_written(x) for x in v] if isinstance(v, (list, tuple)) else v  # noqa: E731
+
+    def as_written(v: Any) -> Any:
+        return [as_written(x) for x in v] if isinstance(v, (list, tuple)) else v
+
     text = repr(as_written(value))
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
@@ -267,6 +270,8 @@ class _DuplicateKey(yaml.constructor.ConstructorError):
 def _construct_unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
     seen: set = set()
     for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue  # `<<: *anchor` merges; keys written next to it override, as YAML intends
         key = loader.construct_object(key_node, deep=deep)
         try:
             duplicate = key in seen
@@ -304,7 +309,7 @@ def _read_yaml(path: Path, included_by: Optional[Path] = None) -> dict:
     except OSError as err:
         raise ZooError(f"{lead}: cannot read manifest ({err.strerror})") from None
     try:
-        doc = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        doc = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass: plain data only
     except _DuplicateKey as err:
         raise ZooError(f"{lead}: {_yaml_problem(err)}: remove or rename one of them") from None
     except yaml.YAMLError as err:
@@ -338,7 +343,7 @@ def _include_path(doc: dict, path: Path) -> Optional[Path]:
 
 # resolved manifest path -> (stamps, entries); the stamps are (path, mtime_ns) of the manifest
 # and its include, so that editing either is picked up (entries are frozen, so sharing is safe).
-_CACHE: dict[Path, tuple[tuple, dict[str, "ZooEntry"]]] = {}
+_CACHE: dict[Path, tuple[tuple, dict[str, ZooEntry]]] = {}
 
 
 def _stamp(path: Path) -> Optional[int]:
@@ -526,9 +531,10 @@ def _entry_checks(e: ZooEntry):
     yield ("data.num_clips", d.sampler != "dense" or DENSE_SAMPLE_RANGE // d.num_clips >= 1,
            f"of a dense entry must be <= {DENSE_SAMPLE_RANGE} (clips are {DENSE_SAMPLE_RANGE} // num_clips frames apart)",
            d.num_clips)
+    strides = (f"arch.conv1_stride_t {a.conv1_stride_t}, arch.pool1_stride_t {a.pool1_stride_t}"
+               + (", pool2 2" if a.with_pool2 else ""))
     yield ("data.clip_len", _backbone_time(e) >= 1,
-           f"leaves no frames after the backbone's temporal strides (arch.conv1_stride_t {a.conv1_stride_t}, "
-           f"arch.pool1_stride_t {a.pool1_stride_t}{', pool2 2' if a.with_pool2 else ''})", d.clip_len)
+           f"leaves no frames after the backbone's temporal strides ({strides})", d.clip_len)
     yield ("data.filename_tmpl", _formats_an_index(d.filename_tmpl),
            "must format the frame number, like img_{:05}.jpg", d.filename_tmpl)
     yield ("data.filename_tmpl", "/" not in d.filename_tmpl and "\\" not in d.filename_tmpl,

@@ -168,7 +168,7 @@ def unverified(server, path: str, body: bytes, **route) -> str:
 
 def test_cache_is_keyed_by_url_not_by_file_name(server, cache):
     a, ref_a = smoke_checkpoint_bytes(seed=1)
-    b, ref_b = smoke_checkpoint_bytes(seed=2)
+    b, _ = smoke_checkpoint_bytes(seed=2)
     url_a, url_b = unverified(server, "/a/model.pth", a), unverified(server, "/b/model.pth", b)
     with pytest.warns(ck.CheckpointWarning, match="unverified"):
         got_a = ck.download_checkpoint(url_a)

@@ -104,8 +104,8 @@ class Run:
         (_, _), (val_root, val_ann) = self.set
         argv = ["eval", ENTRY, "--checkpoint", checkpoint, "--data-root", val_root, "--ann", val_ann,
                 "--out-dir", self.out, "--records", self.records, "--workers", "0"]
-        kw = dict(expect_rc=rc, env=self.env, watch=[self.tmp, REPO / "zoo", REPO / "results"],
-                  allowed=[self.out, self.records, self.cache])
+        kw = {"expect_rc": rc, "env": self.env, "watch": [self.tmp, REPO / "zoo", REPO / "results"],
+              "allowed": [self.out, self.records, self.cache]}
         if warns is None:
             res = run_cli(argv, must_name=[str(checkpoint), *must_name], **kw)
         else:

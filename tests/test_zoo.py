@@ -133,6 +133,18 @@ def test_filename_template_must_format_a_frame_number():
         assert accepted(with_(SMOKE, data={"filename_tmpl": tmpl})) == ok, tmpl
 
 
+def test_yaml_merge_keys_work_and_duplicates_do_not(tmp_path):
+    defaults = yaml.safe_dump({"defaults": yaml.safe_load(SMOKE_ZOO.read_text())["defaults"]})
+    f = tmp_path / "z.yaml"
+    f.write_text(defaults + "entries:\n  a: &a {config: c, notes: first}\n  b:\n    <<: *a\n    notes: second\n")
+    zoo = load_zoo(f)
+    assert (zoo["a"].notes, zoo["b"].notes, zoo["b"].config) == ("first", "second", "c")
+    f.write_text(f.read_text() + "    notes: third\n")
+    last = len(f.read_text().splitlines())
+    with pytest.raises(ZooError, match=f"line {last}, column 5: 'notes' is defined twice"):
+        load_zoo(f)
+
+
 def write(path: Path, doc: dict) -> Path:
     path.write_text(yaml.safe_dump(doc))
     return path
