@@ -1,16 +1,27 @@
-"""Checkpoints: download + cache + sha256 check, MMAction2 0.x / 1.x files, 2D->3D inflation.
+"""Checkpoints: download + cache + verification, MMAction2 0.x / 1.x files, 2D->3D inflation.
 
-* :func:`download` fetches a URL into ``$I3DBENCH_CACHE/checkpoints`` (``I3DBENCH_CACHE``
-  defaults to ``~/.cache/i3dbench``) through a temporary file that is renamed to its final name only
-  after its sha256 matched (the full hash, or the 8-hex prefix OpenMMLab puts at the end of
-  its file names). An interrupted or corrupted download never appears under the final
-  name, so a later run cannot trust it; it simply downloads again.
+* :func:`resolve_checkpoint` / :func:`download_checkpoint` give a local file for a path or an
+  http(s) URL together with how far it can be trusted (:class:`ResolvedCheckpoint`:
+  ``"verified: sha256 prefix c25ef9a4"`` or ``"unverified: no published hash"``), which a
+  record can store; :func:`resolve` / :func:`download` return just the path.
+* Downloads go to ``$I3DBENCH_CACHE/checkpoints/<sha256(url)[:16]>/<file name>``
+  (``I3DBENCH_CACHE`` defaults to ``~/.cache/i3dbench``): keyed by the whole URL, so the same
+  file name from another URL is another file, and still named as published. A download is
+  written to a temporary file that gets its final name only after it was checked: its sha256
+  (the full hash, or the 8-hex prefix OpenMMLab puts at the end of its file names), or, with
+  no hash known, that it reads as a PyTorch checkpoint (an HTML page served with status 200
+  or a body cut short is never kept). A body shorter than its Content-Length is refused, and
+  so are redirects to anything but http(s). Each read waits at most
+  ``I3DBENCH_DOWNLOAD_TIMEOUT`` seconds (default 60) and the whole download at most
+  ``I3DBENCH_DOWNLOAD_DEADLINE`` (default 3600); a stall or an overrun reports the bytes
+  received. A cached file is checked again before every use.
 * :func:`read_checkpoint` reads MMAction2 files (``{'state_dict', 'meta', ...}``, optional
   ``module.`` prefix) and bare state dicts with ``torch.load(weights_only=True)``. Files
   whose metadata holds other objects (mmengine ``ConfigDict``, NumPy scalars, the message
   hub's ``HistoryBuffer``...) are read again by a restricted unpickler that rebuilds tensors
   and plain containers and turns every other class or function into an inert
-  :class:`StrippedObject`: nothing named in the file is imported or called.
+  :class:`StrippedObject`: nothing named in the file is imported or called. Where such
+  placeholders sit is reported (``CheckpointFile.stripped_at``, and a warning on loading).
 * :func:`load_checkpoint` loads one into a model; strict loading reports every missing,
   unexpected and mis-shaped key.
 * :func:`save_checkpoint` writes MMAction2's layout atomically (temp file + ``os.replace``).
@@ -27,16 +38,18 @@ import http.client
 import os
 import pickle
 import re
+import socket
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import warnings
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import torch
 from torch import nn
@@ -46,10 +59,16 @@ from .fileio import atomic_write
 
 CHUNK = 1 << 20
 _HASH_IN_NAME = re.compile(r"-([0-9a-f]{8,64})\.(?:pth|pt|ckpt)$")
+DEFAULT_TIMEOUT_S = 60.0  # per socket operation (connect, each read)
+DEFAULT_DEADLINE_S = 3600.0  # a whole download (a 200 MB checkpoint at ~60 kB/s)
 
 
 class CheckpointError(UserError, RuntimeError):
     """A checkpoint cannot be downloaded, verified, read or loaded; the message says why."""
+
+
+class CheckpointWarning(UserWarning):
+    """Something about a checkpoint a user should know, that does not stop loading it."""
 
 
 # --------------------------------------------------------------------------- hashing / cache
@@ -73,6 +92,18 @@ def checkpoint_cache_dir(cache_dir: str | Path | None = None) -> Path:
     return Path(root) / "checkpoints"
 
 
+def cache_path(url: str, cache_dir: str | Path | None = None) -> Path:
+    """Where the download of ``url`` is kept: ``<cache>/<sha256(url)[:16]>/<file name>``."""
+    return checkpoint_cache_dir(cache_dir) / hashlib.sha256(url.encode()).hexdigest()[:16] / _file_name(url)
+
+
+def _file_name(url: str) -> str:
+    # The URL's last path segment, made safe as one file name ('..' or '/' cannot escape the cache).
+    name = urllib.parse.urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1]
+    name = re.sub(r"[^A-Za-z0-9._+=~%-]", "_", name)
+    return name if name.strip(".") else "checkpoint.pth"
+
+
 def expected_sha256(url_or_name: str, sha256: str | None = None) -> str | None:
     """The hash (full or prefix, lower case) to check: ``sha256`` if given, else the one in the file name."""
     if sha256:
@@ -84,18 +115,61 @@ def expected_sha256(url_or_name: str, sha256: str | None = None) -> str | None:
     return m.group(1) if m else None
 
 
-def _check_hash(path: Path, expected: str | None, what: str) -> str:
+def _check_hash(path: Path, expected: str | None, what: str, hint: str = "") -> str:
     got = file_sha256(path)
     if expected is not None and not got.startswith(expected):
         raise CheckpointError(
-            f"sha256 mismatch for {what}: expected {expected}{'...' if len(expected) < 64 else ''}, got {got}. "
+            f"sha256 mismatch for {what}: expected {expected}{'...' if len(expected) < 64 else ''}, got {got}{hint}. "
             "The file is corrupted or not the published one; it was not kept."
         )
     return got
 
 
 def _is_url(s: str) -> bool:
-    return s.startswith(("http://", "https://"))
+    return s.lower().startswith(("http://", "https://"))
+
+
+@dataclass(frozen=True)
+class ResolvedCheckpoint:
+    """A local checkpoint file and how far it can be trusted (for records).
+
+    ``expected`` is the hash (full or prefix) the file was checked against, None when no hash
+    was known (then the file was only checked to read as a PyTorch checkpoint).
+    """
+
+    path: Path
+    source: str  # the URL or path as given
+    sha256: str  # full hash of the file
+    expected: Optional[str] = None
+    downloaded: bool = False  # fetched by this call (not served from the cache / a local file)
+
+    @property
+    def verified(self) -> bool:
+        return self.expected is not None
+
+    @property
+    def verification(self) -> str:
+        """``verified: sha256 prefix c25ef9a4`` | ``verified: sha256 <64 hex>`` | ``unverified: no published hash``."""
+        if self.expected is None:
+            return "unverified: no published hash"
+        return f"verified: sha256 {'prefix ' if len(self.expected) < 64 else ''}{self.expected}"
+
+    def as_record(self) -> dict:
+        return {"source": self.source, "path": str(self.path), "sha256": self.sha256, "verified": self.verified,
+                "verification": self.verification}
+
+
+def _env_seconds(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise CheckpointError(f"environment variable {name} must be a number of seconds > 0, got {raw!r}")
+    return value
 
 
 def download(
@@ -104,47 +178,97 @@ def download(
     cache_dir: str | Path | None = None,
     *,
     progress: bool = True,
-    timeout: float = 60.0,
+    timeout: float | None = None,
+    deadline: float | None = None,
 ) -> Path:
-    """Download ``url`` into the cache (once) and return the path of the verified file.
+    """Download ``url`` into the cache (once) and return the path of the checked file
+    (see :func:`download_checkpoint`, which also says whether it was hash-verified)."""
+    return download_checkpoint(url, sha256, cache_dir, progress=progress, timeout=timeout, deadline=deadline).path
+
+
+def download_checkpoint(
+    url: str,
+    sha256: str | None = None,
+    cache_dir: str | Path | None = None,
+    *,
+    progress: bool = True,
+    timeout: float | None = None,
+    deadline: float | None = None,
+) -> ResolvedCheckpoint:
+    """Download ``url`` into the cache (once) and return the checked file.
 
     The hash checked is ``sha256`` (full or a prefix) or, when not given, the 8+ hex digits
-    at the end of the URL's file name (``<name>-<sha256[:8]>.pth``). A cached file is
-    re-hashed before reuse; if it does not match it is deleted and downloaded again. With
-    no hash known at all the file is kept unverified (a warning says so).
+    at the end of the URL's file name (``<name>-<sha256[:8]>.pth``). With no hash known the
+    file must read as a PyTorch checkpoint (see :func:`read_checkpoint`) and is returned as
+    unverified (a warning says so). A cached file is checked again before reuse; one that
+    fails is deleted and downloaded again. ``timeout`` (per read) and ``deadline`` (whole
+    download) default to ``I3DBENCH_DOWNLOAD_TIMEOUT`` / ``I3DBENCH_DOWNLOAD_DEADLINE``.
     """
     if not _is_url(url):
         raise CheckpointError(f"not an http(s) URL: {url!r}")
+    timeout = timeout if timeout is not None else _env_seconds("I3DBENCH_DOWNLOAD_TIMEOUT", DEFAULT_TIMEOUT_S)
+    deadline = deadline if deadline is not None else _env_seconds("I3DBENCH_DOWNLOAD_DEADLINE", DEFAULT_DEADLINE_S)
     expected = expected_sha256(url, sha256)
-    name = url.split("?")[0].rstrip("/").rsplit("/", 1)[-1] or "checkpoint.pth"
-    target_dir = checkpoint_cache_dir(cache_dir)
-    target_dir.mkdir(parents=True, exist_ok=True)
-    target = target_dir / name
+    target = cache_path(url, cache_dir)
+    target.parent.mkdir(parents=True, exist_ok=True)
 
     if target.exists():
         try:
-            _check_hash(target, expected, f"cached {target}")
-            return target
+            return _checked(target, url, expected, f"cached {target}")
         except CheckpointError:
             target.unlink(missing_ok=True)  # corrupted cache entry: fetch again
+    # A file of the same name in the cache's old layout (<cache>/<file name>, not keyed by
+    # URL) may come from another URL: it is used only when the published hash proves it.
+    old = target.parent.parent / target.name
+    if expected is not None and old.is_file():
+        try:
+            _check_hash(old, expected, str(old))
+        except CheckpointError:
+            pass
+        else:
+            os.replace(old, target)
+            return _checked(target, url, expected, f"cached {target}")
 
-    _remove_stale_parts(target_dir, name)
-    if expected is None:
-        warnings.warn(f"no sha256 known for {url} (none given, none in the file name): the download is not verified")
-
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=target_dir)
+    _remove_stale_parts(target.parent, target.name)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as out:
-            _fetch(url, out, progress=progress, timeout=timeout)
+            content_type = _fetch(url, out, progress=progress, timeout=timeout, deadline=deadline)
             out.flush()
             os.fsync(out.fileno())
-        _check_hash(tmp, expected, url)
+        resolved = _checked(tmp, url, expected, url, hint=_content_hint(tmp, content_type))
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)  # never leave a partial file behind (Ctrl-C included)
         raise
-    return target
+    return ResolvedCheckpoint(target, url, resolved.sha256, expected, downloaded=True)
+
+
+def _checked(path: Path, source: str, expected: str | None, what: str, hint: str = "") -> ResolvedCheckpoint:
+    """``path`` checked against ``expected``, or (no hash known) read as a checkpoint."""
+    sha = _check_hash(path, expected, what, hint)
+    if expected is None:
+        try:
+            read_checkpoint(path, warn=False)  # the caller's load reports stripped metadata
+        except CheckpointError as err:
+            why = str(err).replace(f"cannot read checkpoint {path}: ", "").replace(str(path), "the file")
+            raise CheckpointError(f"{what}: no published hash to verify it, and it is not a usable PyTorch "
+                                  f"checkpoint{hint}: {why}; it was not kept") from None
+        warnings.warn(f"{source}: no sha256 known (none given, none in the file name): "
+                      "the checkpoint is unverified", CheckpointWarning, stacklevel=3)
+    return ResolvedCheckpoint(path, source, sha, expected)
+
+
+def _content_hint(path: Path, content_type: str | None) -> str:
+    """`` (the server sent an HTML page ...)`` when that is what the body looks like."""
+    with open(path, "rb") as f:
+        head = f.read(512).lstrip().lower()
+    html = head.startswith((b"<!doctype html", b"<html", b"<?xml", b"<head", b"<body"))
+    if html or (content_type or "").startswith(("text/", "application/json")):
+        return f" (the server sent {content_type or 'no Content-Type'}, {'an HTML page' if html else 'text'}: " \
+               "an error or login page?)"
+    return ""
 
 
 def _remove_stale_parts(directory: Path, name: str, max_age_s: float = 86400.0) -> None:
@@ -159,41 +283,84 @@ def _remove_stale_parts(directory: Path, name: str, max_age_s: float = 86400.0) 
             pass
 
 
-def _fetch(url: str, out, *, progress: bool, timeout: float) -> None:
+class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
+    """Follows redirects to http(s) only (urllib's own also follows ftp://, and reports a
+    file:// one as an HTTP error that does not say what was refused)."""
+
+    def http_error_302(self, req, fp, code, msg, headers):
+        location = headers.get("location") or headers.get("uri") or ""
+        target = urllib.parse.urljoin(req.full_url, location)
+        if urllib.parse.urlsplit(target).scheme.lower() not in ("http", "https"):
+            fp.close()
+            raise CheckpointError(f"cannot download {req.full_url}: HTTP {code} redirects to {target!r}; "
+                                  "only http(s) redirects are followed (0 bytes received)")
+        return super().http_error_302(req, fp, code, msg, headers)
+
+    http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
+
+
+def _reason(err: BaseException) -> str:
+    reason = getattr(err, "reason", err)
+    if isinstance(reason, socket.gaierror):
+        return f"host name not resolved ({reason.strerror or reason})"
+    if isinstance(reason, ConnectionRefusedError):
+        return "connection refused"
+    return str(reason) or type(reason).__name__
+
+
+def _fetch(url: str, out, *, progress: bool, timeout: float, deadline: float) -> Optional[str]:
+    """Write the body of ``url`` to ``out``; returns the Content-Type.
+
+    torch.hub.download_url_to_file does the temp-file-and-rename and the prefix check, but
+    has no timeout (a stalled server hangs it forever), no overall deadline, no check of the
+    received length, follows ftp:// redirects, and only checks a hash it is given; this does
+    all of that, and the caller checks the file (hash, or readable as a checkpoint).
+    """
     from tqdm import tqdm
 
+    start = time.monotonic()
+    opener = urllib.request.build_opener(_HttpOnlyRedirects)
     req = urllib.request.Request(url, headers={"User-Agent": "i3dbench"})
     try:
-        resp = urllib.request.urlopen(req, timeout=timeout)
+        resp = opener.open(req, timeout=timeout)
     except urllib.error.HTTPError as err:
-        raise CheckpointError(f"cannot download {url}: HTTP {err.code} {err.reason}") from None
-    except (urllib.error.URLError, OSError) as err:
-        raise CheckpointError(f"cannot download {url}: {getattr(err, 'reason', err)}") from None
+        err.close()
+        raise CheckpointError(f"cannot download {url}: HTTP {err.code} {err.reason} (0 bytes received)") from None
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as err:
+        raise CheckpointError(f"cannot download {url}: {_reason(err)} (0 bytes received)") from None
     with resp:
         length = resp.headers.get("Content-Length")
-        total = int(length) if length and length.isdigit() else None
+        total = int(length) if length and length.strip().isdigit() else None
         received = 0
-        with tqdm(
-            total=total,
-            unit="B",
-            unit_scale=True,
-            unit_divisor=1024,
-            desc=url.rsplit("/", 1)[-1][:40],
-            disable=not progress,
-            leave=False,
-        ) as bar:
+
+        def of_total() -> str:
+            return f"{received} of {total} bytes" if total is not None else f"{received} bytes"
+
+        with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=_file_name(url)[:40],
+                  disable=None if progress else True, leave=False) as bar:
             while True:
+                if time.monotonic() - start > deadline:
+                    raise CheckpointError(
+                        f"download of {url} passed its {deadline:g} s deadline after {of_total()}; "
+                        "retry, or allow longer with I3DBENCH_DOWNLOAD_DEADLINE (seconds)")
                 try:
-                    chunk = resp.read(CHUNK)
+                    # read1: at most one socket read, so a trickling server cannot hold this
+                    # loop past the deadline; each read waits at most `timeout`.
+                    chunk = resp.read1(CHUNK)
+                except TimeoutError:  # socket.timeout is an alias
+                    raise CheckpointError(
+                        f"download of {url} stalled: no data for {timeout:g} s after {of_total()}; "
+                        "retry, or allow longer with I3DBENCH_DOWNLOAD_TIMEOUT (seconds)") from None
                 except (OSError, ValueError, http.client.HTTPException) as err:
-                    raise CheckpointError(f"download of {url} interrupted after {received} bytes: {err!r}") from None
+                    raise CheckpointError(f"download of {url} interrupted after {of_total()}: {_reason(err)}") from None
                 if not chunk:
                     break
                 out.write(chunk)
                 received += len(chunk)
                 bar.update(len(chunk))
-    if total is not None and received != total:
-        raise CheckpointError(f"download of {url} interrupted: got {received} of {total} bytes")
+        if total is not None and received != total:
+            raise CheckpointError(f"download of {url} interrupted: the connection closed after {of_total()}")
+        return resp.headers.get("Content-Type")
 
 
 # --------------------------------------------------------------------------- reading
@@ -314,9 +481,54 @@ class CheckpointFile:
     other_keys: list[str] = field(default_factory=list)  # top-level keys besides state_dict / meta
     stripped: list[str] = field(default_factory=list)  # classes replaced by StrippedObject
     reader: str = "weights_only"  # weights_only | restricted
+    # where each StrippedObject sits ("meta.hook_msgs.best_score" -> "numpy.core.multiarray.scalar")
+    stripped_at: dict[str, str] = field(default_factory=dict)
+
+    def describe_stripped(self, limit: int = 8) -> str:
+        """One line naming where the placeholders are ('' when there are none)."""
+        if not self.stripped_at:
+            return ""
+        items = [f"{where} ({cls})" for where, cls in self.stripped_at.items()]
+        more = f", ... and {len(items) - limit} more" if len(items) > limit else ""
+        return (f"{len(items)} object(s) of classes that are not imported, for safety, were kept as inert "
+                f"placeholders (the weights are not affected): {', '.join(items[:limit])}{more}")
+
+
+def _stripped_paths(obj: Any, where: str, out: dict[str, str], limit: int = 200) -> dict[str, str]:
+    """Where the StrippedObjects in ``obj`` sit, as dotted/indexed paths (the first ``limit``)."""
+    if len(out) >= limit:
+        return out
+    if isinstance(obj, StrippedObject):
+        out[where] = obj.qualname
+    elif isinstance(obj, Mapping):
+        for k, v in obj.items():
+            _stripped_paths(v, f"{where}.{k}" if where else str(k), out, limit)
+    elif isinstance(obj, (list, tuple, set, frozenset)):
+        for i, v in enumerate(obj):
+            _stripped_paths(v, f"{where}[{i}]", out, limit)
+    return out
+
+
+def _unreadable(path: Path, err: BaseException) -> CheckpointError:
+    """Say what a file that torch.load refused looks like, in one line."""
+    with open(path, "rb") as f:
+        head = f.read(64)
+    first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    first = re.split(r"(?<=\.)\s", first)[0][:200]  # torch's first sentence says what failed
+    if head.lstrip().lower().startswith((b"<!doctype html", b"<html", b"<?xml", b"<head", b"<body")):
+        what = "an HTML page, not a PyTorch checkpoint"
+    elif head.startswith(b"PK"):
+        what = f"a truncated or damaged PyTorch zip archive ({first})"
+    elif head.startswith(b"\x80"):
+        what = f"a truncated or damaged pickle / legacy PyTorch file ({first})"
+    else:
+        what = f"not a PyTorch checkpoint (it starts with {head[:16]!r}; {first})"
+    return CheckpointError(f"cannot read checkpoint {path}: {what}")
 
 
 def _torch_load(path: Path) -> tuple[Any, str, list[str]]:
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"cannot read checkpoint {path}: the file is empty (0 bytes); download or copy it again")
     # Zip-format files (torch >= 1.6) are memory-mapped: tensors are read straight from the
     # page cache into the model instead of through a second in-memory copy.
     mmap = zipfile.is_zipfile(path)
@@ -325,20 +537,25 @@ def _torch_load(path: Path) -> tuple[Any, str, list[str]]:
     except pickle.UnpicklingError:
         pass  # non-tensor objects in the metadata: read again with the restricted unpickler
     except Exception as err:  # noqa: BLE001 - anything else means the file itself is broken
-        raise CheckpointError(f"cannot read checkpoint {path}: {err}") from None
+        raise _unreadable(path, err) from None
     module = _RestrictedPickleModule()
     try:
         obj = torch.load(path, map_location="cpu", weights_only=False, pickle_module=module, mmap=mmap)
     except Exception as err:  # noqa: BLE001
-        raise CheckpointError(f"cannot read checkpoint {path}: {err}") from None
+        raise _unreadable(path, err) from None
     return obj, "restricted", sorted(module.stripped)
 
 
-def read_checkpoint(path: str | Path) -> CheckpointFile:
-    """Read a checkpoint file safely (see the module docstring); strips a ``module.`` prefix."""
+def read_checkpoint(path: str | Path, *, warn: bool = True) -> CheckpointFile:
+    """Read a checkpoint file safely (see the module docstring); strips a ``module.`` prefix.
+
+    Objects the restricted reader replaced by placeholders are listed in ``stripped_at`` and,
+    with ``warn``, in a :class:`CheckpointWarning`.
+    """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint file not found: {path}")
+        raise CheckpointError(f"checkpoint file not found: {path}" if not path.exists()
+                              else f"checkpoint {path} is not a regular file")
     obj, reader, stripped = _torch_load(path)
     if not isinstance(obj, Mapping):
         raise CheckpointError(
@@ -356,7 +573,14 @@ def read_checkpoint(path: str | Path) -> CheckpointFile:
     if bad:
         raise CheckpointError(f"{path}: state_dict entries that are not tensors: {bad[:10]}")
     clean = collections.OrderedDict((k.removeprefix("module."), v) for k, v in sd.items())
-    return CheckpointFile(clean, dict(meta) if isinstance(meta, Mapping) else {"meta": meta}, other, stripped, reader)
+    meta = dict(meta) if isinstance(meta, Mapping) else {"meta": meta}
+    ckpt = CheckpointFile(clean, meta, other, stripped, reader)
+    if stripped:
+        top = {k: v for k, v in obj.items() if k != "state_dict"} if "state_dict" in obj else {}
+        ckpt.stripped_at = _stripped_paths(top, "", {})
+        if warn and ckpt.stripped_at:
+            warnings.warn(f"{path}: {ckpt.describe_stripped()}", CheckpointWarning, stacklevel=2)
+    return ckpt
 
 
 # --------------------------------------------------------------------------- loading
@@ -385,7 +609,7 @@ class KeyReport:
         if self.mismatched:
             shown = [f"{k} (checkpoint {list(a)} vs model {list(b)})" for k, a, b in self.mismatched]
             lines.append(f"shape mismatch ({len(shown)}): {cut(shown)}")
-        return "\n".join(lines)
+        return "; ".join(lines)  # one line: the command line prints an error as one line
 
 
 def compare_keys(model_sd: Mapping[str, torch.Tensor], ckpt_sd: Mapping[str, torch.Tensor]) -> KeyReport:
@@ -405,16 +629,32 @@ def _unwrap(model: nn.Module) -> nn.Module:
 
 
 def resolve(path_or_url: str | Path, sha256: str | None = None, cache_dir: str | Path | None = None) -> Path:
-    """A local path for ``path_or_url`` (downloading a URL into the cache); a local file is hash-checked when ``sha256`` is given."""
+    """A local path for ``path_or_url`` (see :func:`resolve_checkpoint`)."""
+    return resolve_checkpoint(path_or_url, sha256=sha256, cache_dir=cache_dir).path
+
+
+def resolve_checkpoint(
+    path_or_url: str | Path, sha256: str | None = None, cache_dir: str | Path | None = None, **download_kw: Any
+) -> ResolvedCheckpoint:
+    """A local file for ``path_or_url`` and whether it was hash-verified.
+
+    An http(s) URL is downloaded into the cache (:func:`download_checkpoint`); a local file
+    is hash-checked when ``sha256`` is given (verified), else taken as it is (unverified).
+    """
     s = str(path_or_url)
     if _is_url(s):
-        return download(s, sha256=sha256, cache_dir=cache_dir)
+        return download_checkpoint(s, sha256=sha256, cache_dir=cache_dir, **download_kw)
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", s):
+        raise CheckpointError(f"cannot use checkpoint {s!r}: only http(s) URLs are downloaded; "
+                              "give a local file path otherwise")
     path = Path(s).expanduser()
-    if not path.is_file():
+    if not path.exists():
         raise CheckpointError(f"checkpoint file not found: {path}")
-    if sha256:
-        _check_hash(path, expected_sha256(s, sha256), str(path))
-    return path
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} is {'a folder' if path.is_dir() else 'not a regular file'}, "
+                              "not a checkpoint file")
+    expected = expected_sha256(s, sha256) if sha256 else None
+    return ResolvedCheckpoint(path, s, _check_hash(path, expected, str(path)), expected)
 
 
 def load_checkpoint(
@@ -440,9 +680,9 @@ def load_checkpoint(
     if not report.ok:
         if strict:
             raise CheckpointError(
-                f"checkpoint {path} does not fit the model ({type(target).__name__}):\n{report.describe()}"
+                f"checkpoint {path} does not fit the model ({type(target).__name__}): {report.describe()}"
             )
-        warnings.warn(f"non-strict load of {path}:\n{report.describe()}")
+        warnings.warn(f"non-strict load of {path}: {report.describe()}")
     bad = {k for k, _, _ in report.mismatched}
     usable = {k: v for k, v in ckpt.state_dict.items() if k in model_sd and k not in bad}
     target.load_state_dict(usable, strict=False)

@@ -75,12 +75,22 @@ def read_predictions(path: Path, repair: bool = False) -> dict[int, dict]:
 
 
 def append_rows(fh, rows: list[dict]) -> None:
-    """Append ``rows`` to an open predictions file and make them durable."""
+    """Append ``rows`` to an open predictions file and make them durable.
+
+    A failed write (a full disk) leaves at most a torn last line, which the next run cuts off
+    and resumes after; the error names the file (a bare ``OSError`` from ``write`` does not).
+    """
     if not rows:
         return
-    fh.write("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in rows))
-    fh.flush()
-    os.fsync(fh.fileno())
+    try:
+        fh.write("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in rows))
+        fh.flush()
+        os.fsync(fh.fileno())
+    except OSError as err:
+        if err.filename is None:
+            raise OSError(err.errno, f"{err.strerror}; the rows written so far are kept: rerun the same command to "
+                                     "resume", fh.name) from None
+        raise
 
 
 def write_sealed(path: Path, rows: dict[int, dict]) -> Path:

@@ -36,6 +36,7 @@ import math
 import os
 import platform
 import random
+import re
 import resource
 import sys
 import time
@@ -51,7 +52,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
-from .errors import UserError
+from .errors import UsageError, UserError
 from .zoo import ZooEntry, get_entry
 
 # mmcv resolved ``torchvision://resnet50`` through torchvision's model_urls; in 2020
@@ -239,7 +240,7 @@ def _load_init(model: nn.Module, source: str) -> str:
     from .checkpoints import inflate_2d_to_3d, load_checkpoint, read_checkpoint, resolve
 
     if source.startswith("torchvision://") and source not in TORCHVISION_URLS:
-        raise UserError(f"init {source}: unknown torchvision model; known: {', '.join(TORCHVISION_URLS)}")
+        raise UsageError(f"--init {source}: unknown torchvision model; known: {', '.join(TORCHVISION_URLS)}")
     path = resolve(TORCHVISION_URLS.get(source, source))  # downloads a URL into the cache once
     sd = read_checkpoint(path).state_dict
     if any(k.startswith(("backbone.", "cls_head.")) for k in sd):
@@ -249,8 +250,8 @@ def _load_init(model: nn.Module, source: str) -> str:
         rep = inflate_2d_to_3d(model, sd)
         return (f"2D ImageNet weights inflated from {source} ({len(rep.inflated)} tensors; "
                 f"{len(rep.missing)} kept their init, {len(rep.mismatched)} mismatched)")
-    raise UserError(
-        f"init {path}: neither a 2D torchvision ResNet state_dict (conv1.weight, layer1.*) "
+    raise UsageError(
+        f"--init {path}: neither a 2D torchvision ResNet state_dict (conv1.weight, layer1.*) "
         "nor an MMAction2 checkpoint (backbone.*, cls_head.*)"
     )
 
@@ -738,11 +739,15 @@ def _find_resume(resume: Optional[str], work_dir: Path) -> tuple[Optional[Path],
         return None, None
     path = Path(resume)
     if not path.is_file():
-        raise FileNotFoundError(f"--resume {resume}: no such checkpoint")
+        raise UsageError(f"--resume {resume}: no such checkpoint file")
     try:
         return path, _read_resume_file(path)
-    except ValueError as err:
-        raise UserError(f"--resume {path}: {err}") from None
+    except (ValueError, UserError) as err:
+        # torch's weights-only refusal is paragraphs long; the class it refused is what matters
+        refused = re.search(r"(?:unsupported|Unsupported global:) GLOBAL ([\w.]+)", str(err))
+        why = (f"it holds a {refused.group(1)} object, which a weights-only load refuses" if refused
+               else str(err).splitlines()[0][:300])
+        raise UsageError(f"--resume {path}: not a readable i3dbench training checkpoint: {why}") from None
 
 
 def _build_run(entry, info, work_dir, log, init, lr, amp, vpg, epochs, data_root, ann_file, val_data_root,

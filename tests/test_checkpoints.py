@@ -6,12 +6,13 @@ Downloads are served by a local HTTP server on 127.0.0.1 running in a thread.
 from __future__ import annotations
 
 import hashlib
-import http.server
 import io
 import os
 import pickle
+import re
+import socket
 import sys
-import threading
+import time
 from collections import OrderedDict
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from i3dbench.checkpoints import (
 from i3dbench.models import build_model
 from i3dbench.models.seeded import seeded_tensor
 from i3dbench.zoo import load_zoos
+from loopback_server import LoopbackServer, Route, closed_port_url
 
 ZOO = load_zoos()
 SMOKE = ZOO["smoke_i3d_tiny_video"]
@@ -41,53 +43,11 @@ GOLDEN = Path(__file__).parent / "golden" / "models"
 
 # --------------------------------------------------------------------------- local server
 
-
-class Server:
-    """Serves ``files[path] = bytes``; ``truncate`` paths send half the body, then hang up."""
-
-    def __init__(self) -> None:
-        self.files: dict[str, bytes] = {}
-        self.truncate: set[str] = set()
-        self.requests: list[str] = []
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                outer.requests.append(self.path)
-                body = outer.files.get(self.path)
-                if body is None:
-                    self.send_error(404)
-                    return
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                if self.path in outer.truncate:
-                    self.wfile.write(body[: len(body) // 2])
-                    self.wfile.flush()
-                    self.close_connection = True
-                    return
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self.thread.start()
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
-
-    def count(self, path: str) -> int:
-        return self.requests.count(path)
-
-
 @pytest.fixture
 def server():
-    s = Server()
+    s = LoopbackServer()
     yield s
-    s.httpd.shutdown()
-    s.httpd.server_close()
+    s.close()
 
 
 @pytest.fixture
@@ -106,7 +66,8 @@ def smoke_checkpoint_bytes(seed: int = 3) -> tuple[bytes, torch.nn.Module]:
 
 
 def cache_files(cache: Path) -> list[str]:
-    return sorted(p.name for p in cache.iterdir()) if cache.exists() else []
+    """Names of every file in the cache, at any depth (downloads sit in a folder per URL)."""
+    return sorted(p.name for p in cache.rglob("*") if p.is_file()) if cache.exists() else []
 
 
 # --------------------------------------------------------------------------- downloads
@@ -116,7 +77,7 @@ def test_download_verifies_prefix_caches_once_and_reuses(server, cache):
     body, ref = smoke_checkpoint_bytes()
     sha = hashlib.sha256(body).hexdigest()
     path = f"/i3d/smoke_20240101-{sha[:8]}.pth"
-    server.files[path] = body
+    server.routes[path] = Route(body)
 
     model = build_model(SMOKE)
     meta = load_checkpoint(model, server.url(path))
@@ -124,17 +85,18 @@ def test_download_verifies_prefix_caches_once_and_reuses(server, cache):
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), ref.state_dict().values()))
     assert server.count(path) == 1
     assert cache_files(cache) == [f"smoke_20240101-{sha[:8]}.pth"]  # nothing else (no .part)
-    assert file_sha256(cache / cache_files(cache)[0]) == sha
+    assert file_sha256(ck.cache_path(server.url(path))) == sha
 
     load_checkpoint(build_model(SMOKE), server.url(path))
-    assert download(server.url(path), sha256=sha) == cache / f"smoke_20240101-{sha[:8]}.pth"
+    key = hashlib.sha256(server.url(path).encode()).hexdigest()[:16]
+    assert download(server.url(path), sha256=sha) == cache / key / f"smoke_20240101-{sha[:8]}.pth"
     assert server.count(path) == 1  # second and third use made no request
 
 
 def test_hash_mismatch_is_refused_and_nothing_is_cached(server, cache):
     body, _ = smoke_checkpoint_bytes()
     path = "/i3d/smoke_20240101-deadbeef.pth"
-    server.files[path] = body
+    server.routes[path] = Route(body)
     with pytest.raises(CheckpointError) as err:
         load_checkpoint(build_model(SMOKE), server.url(path))
     msg = str(err.value)
@@ -152,18 +114,18 @@ def test_interrupted_download_leaves_nothing_a_later_run_would_trust(server, cac
     sha = hashlib.sha256(body).hexdigest()
     path = f"/i3d/smoke-{sha[:8]}.pth"
     unverified = "/i3d/no_hash_in_name.pth"
-    server.files[path] = server.files[unverified] = body
-    server.truncate |= {path, unverified}
+    server.routes[path] = Route(body, cut=len(body) // 2)
+    server.routes[unverified] = Route(body, cut=len(body) // 2)
 
     with pytest.raises(CheckpointError, match="interrupted"):
         download(server.url(path))
-    with pytest.warns(UserWarning, match="not verified"), pytest.raises(CheckpointError, match="interrupted"):
+    with pytest.raises(CheckpointError, match="interrupted"):
         download(server.url(unverified))  # no hash to check: the byte count still catches it
     assert cache_files(cache) == []
 
     # a killed process may leave a partial temp file behind: it is never picked up
-    (cache / f".smoke-{sha[:8]}.pth.abc123.part").write_bytes(body[:100])
-    server.truncate.clear()
+    (ck.cache_path(server.url(path)).parent / f".smoke-{sha[:8]}.pth.abc123.part").write_bytes(body[:100])
+    server.routes[path] = Route(body)
     model = build_model(SMOKE)
     load_checkpoint(model, server.url(path))
     assert server.count(path) == 2
@@ -174,7 +136,7 @@ def test_corrupted_cache_entry_is_detected_and_fetched_again(server, cache):
     body, _ = smoke_checkpoint_bytes()
     sha = hashlib.sha256(body).hexdigest()
     path = f"/ckpt-{sha[:8]}.pth"
-    server.files[path] = body
+    server.routes[path] = Route(body)
     cached = download(server.url(path))
     cached.write_bytes(body[:-10])  # e.g. a disk problem after the download
     assert download(server.url(path)) == cached
@@ -197,6 +159,193 @@ def test_local_file_with_sha256_is_verified(tmp_path):
     load_checkpoint(build_model(SMOKE), f, sha256=hashlib.sha256(body).hexdigest()[:8])
     with pytest.raises(CheckpointError, match="sha256 mismatch"):
         load_checkpoint(build_model(SMOKE), f, sha256="12345678")
+
+
+def unverified(server, path: str, body: bytes, **route) -> str:
+    server.routes[path] = Route(body, **route)
+    return server.url(path)
+
+
+def test_cache_is_keyed_by_url_not_by_file_name(server, cache):
+    a, ref_a = smoke_checkpoint_bytes(seed=1)
+    b, _ = smoke_checkpoint_bytes(seed=2)
+    url_a, url_b = unverified(server, "/a/model.pth", a), unverified(server, "/b/model.pth", b)
+    with pytest.warns(ck.CheckpointWarning, match="unverified"):
+        got_a = ck.download_checkpoint(url_a)
+    with pytest.warns(ck.CheckpointWarning, match="unverified"):
+        got_b = ck.download_checkpoint(url_b)  # same file name, another URL: fetched, not served from the cache
+    assert server.count("/b/model.pth") == 1
+    assert got_a.path != got_b.path and got_a.path.name == got_b.path.name == "model.pth"  # the name stays readable
+    assert got_a.path.read_bytes() == a and got_b.path.read_bytes() == b
+    model = build_model(SMOKE)
+    with pytest.warns(ck.CheckpointWarning):
+        load_checkpoint(model, url_a)  # from the cache: no new request
+    assert server.count("/a/model.pth") == 1
+    assert torch.equal(model.cls_head.fc_cls.weight, ref_a.cls_head.fc_cls.weight)
+
+
+def test_old_layout_cache_file_is_used_only_when_its_hash_proves_it(server, cache):
+    body, _ = smoke_checkpoint_bytes(seed=1)
+    other, _ = smoke_checkpoint_bytes(seed=2)
+    sha = hashlib.sha256(body).hexdigest()
+    cache.mkdir(parents=True)
+    # no hash known: an old-layout file of that name is not trusted (and left alone)
+    (cache / "model.pth").write_bytes(other)
+    with pytest.warns(ck.CheckpointWarning):
+        got = ck.download_checkpoint(unverified(server, "/model.pth", body))
+    assert server.count("/model.pth") == 1 and got.path.read_bytes() == body
+    assert (cache / "model.pth").read_bytes() == other
+    # hash known and matching: moved into the new layout, no request
+    name = f"model-{sha[:8]}.pth"
+    server.routes[f"/{name}"] = Route(body)
+    (cache / name).write_bytes(body)
+    got = ck.download_checkpoint(server.url(f"/{name}"))
+    assert server.count(f"/{name}") == 0 and got.verified and not (cache / name).exists()
+    # hash known and not matching: fetched
+    name = f"model2-{sha[:8]}.pth"
+    server.routes[f"/{name}"] = Route(body)
+    (cache / name).write_bytes(other)
+    assert ck.download_checkpoint(server.url(f"/{name}")).path.read_bytes() == body
+    assert server.count(f"/{name}") == 1
+
+
+def test_resolved_checkpoint_says_whether_it_was_verified(server, cache, tmp_path):
+    body, _ = smoke_checkpoint_bytes()
+    sha = hashlib.sha256(body).hexdigest()
+    server.routes[f"/m-{sha[:8]}.pth"] = Route(body)
+    got = ck.resolve_checkpoint(server.url(f"/m-{sha[:8]}.pth"))
+    assert got.verified and got.verification == f"verified: sha256 prefix {sha[:8]}" and got.sha256 == sha
+    assert got.downloaded and not ck.resolve_checkpoint(server.url(f"/m-{sha[:8]}.pth")).downloaded
+    assert ck.resolve_checkpoint(server.url(f"/m-{sha[:8]}.pth"), sha256=sha).verification == f"verified: sha256 {sha}"
+    with pytest.warns(ck.CheckpointWarning):
+        plain = ck.resolve_checkpoint(unverified(server, "/m.pth", body))
+    assert not plain.verified and plain.verification == "unverified: no published hash"
+    assert plain.as_record() == {"source": server.url("/m.pth"), "path": str(plain.path), "sha256": sha,
+                                 "verified": False, "verification": "unverified: no published hash"}
+    local = tmp_path / "local.pth"
+    local.write_bytes(body)
+    assert not ck.resolve_checkpoint(local).verified
+    assert ck.resolve_checkpoint(local, sha256=sha[:8]).verification == f"verified: sha256 prefix {sha[:8]}"
+
+
+@pytest.mark.parametrize("route, what", [
+    ({"content_length": False, "cut": 0.5}, "not a usable PyTorch checkpoint"),  # cut, no length to tell
+    ({"chunked": True, "cut": 0.5}, "interrupted"),  # chunked: the missing end is seen
+    ({"cut": 0.5}, "the connection closed after"),  # shorter than its Content-Length
+])
+def test_cut_body_is_never_kept(server, cache, route, what):
+    body, _ = smoke_checkpoint_bytes()
+    route = {**route, "cut": int(len(body) * route["cut"])}
+    url = unverified(server, "/cut.pth", body, **route)
+    with pytest.raises(CheckpointError, match=what) as err:
+        ck.download_checkpoint(url)
+    assert url in str(err.value)
+    assert cache_files(cache) == []
+    # with a hash the cut is a hash mismatch (when the length does not already tell)
+    sha = hashlib.sha256(body).hexdigest()
+    server.routes[f"/cut-{sha[:8]}.pth"] = Route(body, **route)
+    with pytest.raises(CheckpointError, match="sha256 mismatch" if not route.get("content_length", True) else what):
+        ck.download_checkpoint(server.url(f"/cut-{sha[:8]}.pth"))
+    assert cache_files(cache) == []
+
+
+def test_html_served_with_status_200_is_never_kept(server, cache):
+    page = b"<!DOCTYPE html><html><body>Please log in</body></html>"
+    url = unverified(server, "/model.pth", page, headers={"Content-Type": "text/html; charset=utf-8"})
+    with pytest.raises(CheckpointError) as err:
+        ck.download_checkpoint(url)
+    msg = str(err.value)
+    assert url in msg and "not a usable PyTorch checkpoint" in msg and "an HTML page" in msg and "text/html" in msg
+    assert "\n" not in msg and ".part" not in msg  # one line, no temporary file named
+    assert cache_files(cache) == []
+    server.routes["/model-12345678.pth"] = Route(page, headers={"Content-Type": "text/html"})
+    with pytest.raises(CheckpointError, match="sha256 mismatch.*an HTML page"):
+        ck.download_checkpoint(server.url("/model-12345678.pth"))
+    assert cache_files(cache) == []
+
+
+def test_overall_deadline_stops_a_trickling_download_and_reports_the_bytes(server, cache):
+    body, _ = smoke_checkpoint_bytes()
+    url = unverified(server, "/slow.pth", body, trickle=(1000, 0.05))  # every read arrives within the timeout
+    t0 = time.monotonic()
+    with pytest.raises(CheckpointError) as err:
+        ck.download_checkpoint(url, timeout=5.0, deadline=0.6)
+    took = time.monotonic() - t0
+    m = re.search(r"passed its 0.6 s deadline after (\d+) of (\d+) bytes", str(err.value))
+    assert m and 0 < int(m.group(1)) < int(m.group(2)) == len(body), str(err.value)
+    assert 0.6 <= took < 3.0
+    assert cache_files(cache) == []
+
+
+def test_stalled_download_reports_the_bytes_received(server, cache, monkeypatch):
+    body, _ = smoke_checkpoint_bytes()
+    url = unverified(server, "/stall.pth", body, stall_after=4096)
+    monkeypatch.setenv("I3DBENCH_DOWNLOAD_TIMEOUT", "0.3")  # the environment sets the defaults
+    t0 = time.monotonic()
+    with pytest.raises(CheckpointError, match=f"stalled: no data for 0.3 s after 4096 of {len(body)} bytes"):
+        ck.download_checkpoint(url)
+    assert time.monotonic() - t0 < 3.0
+    assert cache_files(cache) == []
+    monkeypatch.setenv("I3DBENCH_DOWNLOAD_DEADLINE", "soon")
+    with pytest.raises(CheckpointError, match="I3DBENCH_DOWNLOAD_DEADLINE must be a number of seconds > 0, got 'soon'"):
+        ck.download_checkpoint(url)
+
+
+@pytest.mark.parametrize("location", ["file:///etc/hostname", "ftp://127.0.0.1/model.pth", "data:,hello"])
+def test_redirects_to_other_schemes_are_refused(server, cache, location):
+    server.routes["/r.pth"] = Route(status=302, location=location)
+    with pytest.raises(CheckpointError) as err:
+        ck.download_checkpoint(server.url("/r.pth"))
+    msg = str(err.value)
+    assert f"HTTP 302 redirects to {location!r}" in msg and "only http(s)" in msg
+    assert cache_files(cache) == []
+
+
+def test_redirects_to_http_are_followed(server, cache):
+    body, _ = smoke_checkpoint_bytes()
+    sha = hashlib.sha256(body).hexdigest()
+    server.routes[f"/real-{sha[:8]}.pth"] = Route(body)
+    server.routes[f"/moved-{sha[:8]}.pth"] = Route(status=301, location=server.url(f"/real-{sha[:8]}.pth"))
+    got = ck.download_checkpoint(server.url(f"/moved-{sha[:8]}.pth"))
+    assert got.verified and got.path.read_bytes() == body and got.path.name == f"moved-{sha[:8]}.pth"
+
+
+def test_http_and_network_errors_name_url_reason_and_bytes(server, cache, monkeypatch):
+    server.routes["/err.pth"] = Route(b"oops", status=500)
+    with pytest.raises(CheckpointError, match=r"cannot download .*/err.pth: HTTP 500 Internal Server Error \(0 bytes"):
+        ck.download_checkpoint(server.url("/err.pth"))
+    server.routes["/silent.pth"] = Route(silent=True)
+    with pytest.raises(CheckpointError, match=r"cannot download .*/silent.pth: timed out \(0 bytes received\)"):
+        ck.download_checkpoint(server.url("/silent.pth"), timeout=0.3)
+    refused = closed_port_url("/x.pth")
+    with pytest.raises(CheckpointError, match=re.escape(f"cannot download {refused}: connection refused (0 bytes")):
+        ck.download_checkpoint(refused)
+
+    def no_dns(*args, **kwargs):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_dns)  # no lookup ever leaves the machine
+    with pytest.raises(CheckpointError, match=r"cannot download http://no-such-host.invalid/x.pth: host name not resolved"):
+        ck.download_checkpoint("http://no-such-host.invalid/x.pth")
+    assert cache_files(cache) == []
+
+
+def test_unverified_cached_file_is_checked_again_before_use(server, cache):
+    body, _ = smoke_checkpoint_bytes()
+    url = unverified(server, "/u.pth", body)
+    with pytest.warns(ck.CheckpointWarning):
+        first = ck.download_checkpoint(url).path
+    first.write_bytes(body[: len(body) // 3])  # damaged after the download
+    with pytest.warns(ck.CheckpointWarning):
+        again = ck.download_checkpoint(url).path
+    assert again == first and again.read_bytes() == body and server.count("/u.pth") == 2
+
+
+@pytest.mark.parametrize("path", ["/x/..", "/", "/..%2F..%2Fescape.pth", "/a/b/.hidden"])
+def test_cache_file_name_cannot_escape_its_folder(cache, path):
+    target = ck.cache_path(f"http://127.0.0.1:1{path}")
+    assert target.parent.parent == cache and len(target.parent.name) == 16
+    assert "/" not in target.name and target.name.strip(".")
 
 
 # --------------------------------------------------------------------------- formats
@@ -433,9 +582,10 @@ def test_stale_partial_downloads_are_cleaned_up(server, cache):
     body, _ = smoke_checkpoint_bytes()
     sha = hashlib.sha256(body).hexdigest()
     path = f"/s-{sha[:8]}.pth"
-    server.files[path] = body
-    cache.mkdir(parents=True)
-    old, fresh = cache / f".s-{sha[:8]}.pth.old.part", cache / f".s-{sha[:8]}.pth.new.part"
+    server.routes[path] = Route(body)
+    folder = ck.cache_path(server.url(path)).parent
+    folder.mkdir(parents=True)
+    old, fresh = folder / f".s-{sha[:8]}.pth.old.part", folder / f".s-{sha[:8]}.pth.new.part"
     for p in (old, fresh):
         p.write_bytes(b"x")
     os.utime(old, (0, 0))  # a partial file from a download killed long ago

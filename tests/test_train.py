@@ -45,11 +45,13 @@ entries:
     notes: "unit-test entry"
     arch: {{base_channels: 4, dropout_ratio: 0.0}}
     data: {{format: videos, resolution: 340x256, clip_len: 4, frame_interval: 2, resize_short: 32, train_crop: 32, val_crop: 32}}
+    test: {{crop_size: 32}}
     recipe: {{lr: 0.05, milestones: [2], epochs: 3, videos_per_gpu: 4, gpus: 1, base_batch_size: 4, val_interval: 1, checkpoint_interval: 1}}
   test_tiny_dropout:  # the same with dropout, so that resuming must restore the torch RNG too
     config: i3d_r50_video_32x2x1_100e_kinetics400_rgb
     arch: {{base_channels: 4, dropout_ratio: 0.5}}
     data: {{format: videos, resolution: 340x256, clip_len: 4, frame_interval: 2, resize_short: 32, train_crop: 32, val_crop: 32}}
+    test: {{crop_size: 32}}
     recipe: {{lr: 0.05, milestones: [2], epochs: 3, videos_per_gpu: 4, gpus: 1, base_batch_size: 4, val_interval: 1, checkpoint_interval: 1}}
 """
 

@@ -89,6 +89,8 @@ _OS_HINTS = {
 
 def _describe_os_error(err: OSError) -> str:
     what = _OS_HINTS.get(err.errno, err.strerror or str(err))
+    if err.errno in _OS_HINTS and err.strerror and ";" in err.strerror:  # what the raiser added (e.g. "resumable")
+        what += ";" + err.strerror.split(";", 1)[1]
     where = err.filename if err.filename is not None else ""
     return f"{where}: {what}" if where else what
 
