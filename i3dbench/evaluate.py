@@ -317,18 +317,16 @@ def resolve_weights(entry: ZooEntry, checkpoint, model) -> Weights:
             f"entry '{entry.name}' has no published checkpoint: pass --checkpoint FILE "
             "(smoke entries: train one with `i3dbench train`, or let `i3dbench run` do it)"
         )
-    from .checkpoints import expected_sha256, file_sha256, load_checkpoint, resolve
+    from .checkpoints import load_checkpoint, resolve_checkpoint
 
     if model is None:
         from .models import build_model
 
         model = build_model(entry)
-    path = resolve(checkpoint, sha256=expected)  # a URL is downloaded into the cache (and hash-checked) once
-    load_checkpoint(model, path, strict=True)
-    sha = file_sha256(path)
-    known = expected or expected_sha256(str(checkpoint))
-    verified = f"sha256 {known[:8]} matched" if known else "unverified: no published hash for this file"
-    return Weights(model, sha, sha, verified)
+    # A URL is downloaded into the cache once; the published hash prefix is checked when known.
+    resolved = resolve_checkpoint(checkpoint, sha256=expected)
+    load_checkpoint(model, resolved.path, strict=True)
+    return Weights(model, resolved.sha256, resolved.sha256, resolved.verification)
 
 
 # --------------------------------------------------------------------------- evaluate

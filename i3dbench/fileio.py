@@ -33,7 +33,7 @@ def atomic_write(path: str | os.PathLike, content: Content) -> Path:
         os.replace(tmp, path)
     except OSError as err:
         Path(tmp).unlink(missing_ok=True)
-        if err.filename is None:  # name the file a failed write was for (the boundary prints it)
+        if err.filename is None and err.errno is not None:  # name the file a failed write was for
             raise OSError(err.errno, err.strerror, str(path)) from None
         raise
     except BaseException:

@@ -253,7 +253,7 @@ def test_impossible_value_inherited_from_an_include_names_the_entry_and_field(tm
 def test_eval_refuses_an_impossible_entry_before_doing_anything(tmp_path, changes, must):
     path = manifest(tmp_path, changes)
     out = tmp_path / "out"
-    run_cli(["eval", "e", "--zoo", path, "--out-dir", out, "--records", tmp_path / "records"],
+    run_cli(["eval", "e", "--zoo", path, "--out", out],
             must_name=[str(path), "entry 'e'", *must], watch=[tmp_path, REPO / "zoo", REPO / "results"],
             env={"I3DBENCH_CACHE": str(tmp_path / "cache")})
     assert not out.exists()
@@ -261,6 +261,6 @@ def test_eval_refuses_an_impossible_entry_before_doing_anything(tmp_path, change
 
 def test_eval_with_a_broken_include_names_both_files(tmp_path):
     path = including(tmp_path, "missing.yaml")
-    run_cli(["eval", "e", "--zoo", path, "--out-dir", tmp_path / "out"],
+    run_cli(["eval", "e", "--zoo", path, "--out", tmp_path / "out"],
             must_name=[str(path), str(tmp_path / "missing.yaml")], watch=[tmp_path, REPO / "zoo"],
             env={"I3DBENCH_CACHE": str(tmp_path / "cache")})

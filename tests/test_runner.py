@@ -52,7 +52,7 @@ def test_run_all_evaluates_measures_and_renders_into_its_run_folder(tiny_world):
     assert sorted((r["kind"], r["method"]["protocol"]) for r in recs) == [
         ("bench", "fast"), ("bench", "published"), ("eval", "2x3-prob-sampler1.x")]
     ev = next(r for r in recs if r["kind"] == "eval")
-    assert ev["obtained"]["how"] == "computed" and ev["conditions"]["checkpoint_verified"].startswith("sha256")
+    assert ev["obtained"]["how"] == "computed" and ev["conditions"]["checkpoint_verified"].startswith("verified: sha256 prefix")
     assert (tiny_world / "run" / "report" / "README.md").exists() and (tiny_world / "run" / "env.txt").exists()
     assert ENTRY in summary.table and str(tiny_world / "run") in summary.describe()
     assert snapshot(TRACKED) == before  # a run never modifies the checkout

@@ -21,7 +21,6 @@ def _obtained_line(obtained: dict) -> str:
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     from ..evaluate import evaluate
-    from ..report import fmt_interval
     from ..runner import smoke_checkpoint, smoke_data
     from ..runs import open_run_dir
 
@@ -45,6 +44,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         )
         if int(os.environ.get("RANK", "0")) != 0:
             continue  # under torchrun rank 0 gathers and reports
+        from ..report import fmt_interval
+
         m = res.metrics
         if m.get("num_videos"):
             print(f"{res.entry}: top-1 {fmt_interval(m.get('top1'), m.get('top1_interval'))} %, "
