@@ -1,4 +1,4 @@
-"""Atomic file writes: a reader (or a run killed mid-write) sees the old file or the whole new one."""
+"""Atomic writes of files and folders: a reader (or a run killed mid-write) sees the old one or the whole new one."""
 
 from __future__ import annotations
 
@@ -36,15 +36,20 @@ def atomic_write(path: str | os.PathLike, content: Content) -> Path:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    try:  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
+    fsync_dir(path.parent)  # make the rename itself durable
+    return path
+
+
+def fsync_dir(folder: str | os.PathLike) -> None:
+    """Flush a folder's entries (renames into it) to disk; a no-op where folders cannot be opened."""
+    try:
+        dir_fd = os.open(folder, os.O_RDONLY)
         try:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
     except OSError:
         pass
-    return path
 
 
 def _target_mode(path: Path) -> int:
@@ -101,6 +106,7 @@ def replace_dir(dest: str | os.PathLike, build: Callable[[Path], None]) -> Path:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    fsync_dir(dest.parent)
     shutil.rmtree(old, ignore_errors=True)
     return dest
 

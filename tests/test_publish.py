@@ -46,7 +46,7 @@ def _repo(tmp_path: Path) -> Path:
     (repo / "zoo").mkdir()
     (repo / "zoo" / "smoke.yaml").write_text("entries: {}\n")
     (repo / "README.md").write_text(README)
-    os.chmod(repo / "README.md", 0o640)
+    os.chmod(repo / "README.md", 0o604)  # not what the umask gives a new file
     return repo
 
 
@@ -90,7 +90,7 @@ def test_publish_replaces_results_and_the_readme_block_only(tmp_path):
     assert text.startswith(head) and text.endswith(tail) and "| old | table |" not in text
     block = text[len(head):-len(tail)]
     assert block == R.zoo_table_markdown(res.report.tables, "results/report/README.md") + "\n"
-    assert (repo / "README.md").stat().st_mode & 0o777 == 0o640  # an existing file keeps its mode
+    assert (repo / "README.md").stat().st_mode & 0o777 == 0o604  # an existing file keeps its mode
     # New files and folders follow the umask (0o027 here).
     assert (repo / "results" / "report").stat().st_mode & 0o777 == 0o750
     assert (repo / "results" / "report" / "speed.csv").stat().st_mode & 0o777 == 0o640
