@@ -76,11 +76,16 @@ def plot_accuracy(tables: Tables, path: Path) -> bool:
 
 
 def _plain_log_ticks(axis) -> None:
-    """Tick labels ``0.02``, ``2``, ``400`` on a log axis rather than ``2x10^0``."""
+    """Tick labels ``0.02``, ``2``, ``400`` on a log axis rather than ``2x10^0``; the 2s and 5s
+    between powers of ten are labelled only when the axis spans less than ~1.5 decades."""
     from matplotlib.ticker import FuncFormatter
 
+    def minor(v, _):
+        lo, hi = axis.get_view_interval()
+        return f"{v:g}" if hi < 30 * max(lo, 1e-30) and f"{v:.0e}"[0] in "25" else ""
+
     axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    axis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:.1g}"[0] in "25" else ""))
+    axis.set_minor_formatter(FuncFormatter(minor))
 
 
 def _series(row: dict) -> str:

@@ -27,7 +27,8 @@ Files (under ``out_dir``, replaced as a whole, see :func:`render_report`):
   records.csv        one row per record used: provenance (code, data, checkpoint, how obtained)
   skipped.csv        what the newest bench measurements left out for lack of time (when any)
   training_runs.csv  train records (only when there are some)
-  accuracy_vs_published.png, accuracy_vs_throughput.png, throughput.png (when there is data)
+  accuracy_vs_published.png, accuracy_vs_throughput.png, throughput.png (when there is data;
+                     drawn by figures.py)
   training.csv, training_curves.png  with a training log (``--training-log``)
 """
 
@@ -657,11 +658,13 @@ def render_markdown(tables: Tables, figures: list[str], training: Optional[str] 
         parts += ["### Other evaluations (not in the zoo table)", "", other, ""]
     parts += [
         "## Speed", "",
-        ("Throughput of the model on random weights (speed does not depend on them), median over timed iterations. "
-         "`published` protocol: the entry's test views of one video per iteration, fp32, as MMAction2 timed it; "
-         "`fast`: this machine's fastest settings (named in the row). *÷ published* is given only for GPU records "
-         "under the published protocol: the published video/s are GPU figures. A shared measurement stands for "
-         "several entries of one architecture (speed and memory do not depend on data variant or weights)."),
+        ("Throughput on random weights (speed does not depend on them): the median iteration time, converted to "
+         "videos per second with the *iteration* column (an iteration may be part of a video), and the spread "
+         "(IQR / median) of the timed iterations. `published` protocol: MMAction2's benchmark script (one video's "
+         "test views per iteration, fp32); `fast`: the same output as fast as i3dbench computes it on that machine "
+         "(settings in the row). *÷ published* is given only for GPU records under the published protocol: the "
+         "published video/s are GPU figures. A shared measurement stands for several entries of one architecture "
+         "(speed and memory do not depend on the data variant or the weights)."),
         "", speed_markdown(tables), "",
     ]
     skipped = skipped_markdown(tables)
