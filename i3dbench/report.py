@@ -542,9 +542,10 @@ ACCURACY_NOTE = (
 )
 
 
-def zoo_table_markdown(tables: Tables, report_link: Optional[str] = "results/report/README.md") -> str:
-    """The table for the project README's ZOO-TABLE block: accuracy only, with a pointer to
-    the full report for speed and memory (``report_link``: its path, None for no pointer)."""
+def zoo_table_markdown(tables: Tables, report_link: Optional[str] = None) -> str:
+    """The table for the project README's ZOO-TABLE block: accuracy only, and, with
+    ``report_link`` (the full report's README, as a link from where the table goes), a pointer
+    to it for speed and memory."""
     parts = [accuracy_markdown(tables), "", ACCURACY_NOTE]
     if report_link:
         parts += ["", (f"Speed and memory, split by device, protocol, precision and memory kind, beside the "

@@ -177,3 +177,65 @@ def test_eval_protocol_is_the_label_eval_records_carry():
 
     for e in load_zoos().values():
         assert R.eval_protocol(e) == protocol_label(e), e.name
+
+
+_FULL_DISK_SCRIPT = r"""
+import errno, hashlib, json, os, shutil, sys
+from pathlib import Path
+from i3dbench.publish import publish
+from i3dbench.report import render_report
+sys.path.insert(0, {tests!r})
+from test_report import fixture_zoo
+
+src, mnt, run1, run2 = map(Path, sys.argv[1:5])
+repo = mnt / "repo"
+shutil.copytree(src, repo)
+def state():
+    return {{str(p.relative_to(mnt)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
+            for p in sorted(mnt.rglob("*"))}}
+before, out = state(), {{}}
+for what, call in (
+    ("publish", lambda: publish([run1, run2], results=repo / "results", readme=repo / "README.md", zoo=fixture_zoo())),
+    ("report", lambda: render_report(repo / "results" / "records", repo / "results" / "report", zoo=fixture_zoo())),
+):
+    try:
+        call()
+        out[what] = "no error: the disk was not full enough"
+    except OSError as err:
+        out[what] = "ENOSPC" if err.errno == errno.ENOSPC else f"errno {{err.errno}}"
+    out[what + "_unchanged"] = state() == before
+print(json.dumps(out))
+"""
+
+
+def test_full_tmpfs_changes_nothing(tmp_path):
+    """A real full disk (a small tmpfs, where this machine lets a test mount one): publishing and
+    re-rendering fail with ENOSPC and leave the files exactly as they were, no temp folder behind."""
+    import shutil
+    import subprocess
+    import sys
+
+    if shutil.which("unshare") is None:
+        pytest.skip("no unshare(1) to mount a private tmpfs")
+    probe = subprocess.run(["unshare", "-rm", "sh", "-c", f"mount -t tmpfs -o size=64k tmpfs {tmp_path}"],
+                           capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip("mounting a tmpfs is not permitted here")
+    zoo = fixture_zoo()
+    repo = _repo(tmp_path)
+    run1, run2 = _runs(tmp_path, zoo)
+    publish([run1], results=repo / "results", readme=repo / "README.md", zoo=zoo)
+    used = sum(p.stat().st_size // 4096 + 1 for p in repo.rglob("*")) * 4096
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    script = tmp_path / "full_disk.py"
+    script.write_text(_FULL_DISK_SCRIPT.format(tests=str(Path(__file__).parent)))
+    # Room for the current files and 48 KiB more: not for a second report beside the first.
+    size_k = used // 1024 + 48
+    cmd = (f"mount -t tmpfs -o size={size_k}k tmpfs {mnt} && "
+           f"{sys.executable} {script} {repo} {mnt} {run1} {run2}")
+    res = subprocess.run(["unshare", "-rm", "sh", "-c", cmd], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert out == {"publish": "ENOSPC", "publish_unchanged": True, "report": "ENOSPC", "report_unchanged": True}

@@ -205,7 +205,7 @@ def _golden(name: str, text: str) -> None:
 def test_tables_match_golden(rendered):
     _, res, _, _, _ = rendered
     t = res.tables
-    _golden("zoo_table.md", R.zoo_table_markdown(t) + "\n")
+    _golden("zoo_table.md", R.zoo_table_markdown(t, "results/report/README.md") + "\n")
     _golden("other_evals.md", R.other_evals_markdown(t) + "\n")
     _golden("speed.md", R.speed_markdown(t) + "\n\n" + R.skipped_markdown(t) + "\n")
     _golden("memory.md", "\n\n".join(f"{k}\n{R.memory_markdown(t, k)}" for k in t.memory_kinds) + "\n")
@@ -436,7 +436,7 @@ def test_readme_block_is_replaced(tmp_path, rendered):
     _, res, _, _, _ = rendered
     readme = tmp_path / "README.md"
     readme.write_text("intro\n<!-- ZOO-TABLE:START (generated) -->\nold\n<!-- ZOO-TABLE:END -->\nafter\n")
-    assert R.update_readme_block(readme, R.zoo_table_markdown(res.tables))
+    assert R.update_readme_block(readme, R.zoo_table_markdown(res.tables, "results/report/README.md"))
     text = readme.read_text()
     assert "old" not in text and text.startswith("intro\n<!-- ZOO-TABLE:START (generated) -->\n| entry")
     assert text.endswith("<!-- ZOO-TABLE:END -->\nafter\n") and "[full report](results/report/README.md)" in text
