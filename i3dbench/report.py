@@ -190,14 +190,6 @@ def date_range(recs: list[dict]) -> str:
     return days[0] if len(days) == 1 else f"{days[0]} to {days[-1]}"
 
 
-def flops_label(entry: ZooEntry) -> str:
-    """``43.56 G (mmcv hooks, no matmuls)``: the metafile figure with its counting convention."""
-    g = entry.published.gflops
-    if g is None:
-        return MISSING
-    return f"{g:g} ({FLOPS_COUNTER.get(entry.mmaction, f'{entry.mmaction} metafile')})"
-
-
 # --------------------------------------------------------------------------- tables (data)
 
 
