@@ -178,6 +178,9 @@ def run_all(
     device = check_device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     k400 = k400_copy()
     run = open_run_dir(out)
+    from .runs import ensure_writable
+
+    ensure_writable(run.records)  # before minutes of work, not after them
     summary = RunSummary(run=run)
     smoke = [e for e in entries.values() if e.dataset == "synthetic"]
     full = [e for e in entries.values() if e.dataset != "synthetic"]
@@ -196,7 +199,9 @@ def run_all(
     step("environment (env.txt)", lambda: run.env_file.write_text(environment_report()))
     for entry in smoke:
         def eval_smoke(entry=entry):
-            ckpt = smoke_checkpoint(entry, train_missing, device, run.records)
+            # A shipped checkpoint is resolved by evaluate() itself, so that its record says it
+            # was checked against the published hash; a trained one is passed as a file.
+            ckpt = None if entry.checkpoint.url else smoke_checkpoint(entry, train_missing, device, run.records)
             data_root, ann = smoke_data(entry)
             return evaluate(entry, data_root, ann, checkpoint=ckpt, device=device, out=run, num_workers=num_workers,
                             progress=progress)
@@ -229,6 +234,6 @@ def run_all(
                                     progress=progress) or []
     report = step("render tables and figures", render_report, run.records, run.report, zoo=zoo)
     if report is not None:
-        summary.table = zoo_table_markdown(report.tables)
+        summary.table = zoo_table_markdown(report.tables, report_link=str(run.report / "README.md"))
     summary.elapsed_s = time.monotonic() - start
     return summary

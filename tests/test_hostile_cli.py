@@ -206,14 +206,22 @@ def test_a_full_disk_while_writing_predictions_is_one_line_and_resumable(tiny_se
     real = P.append_rows
     calls = {"n": 0}
 
-    def full_after_two(fh, rows):
-        calls["n"] += 1
-        if calls["n"] > 2:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        real(fh, rows)
+    class DiskFillsUp:
+        """The predictions file handle, whose third write finds the disk full."""
 
-    monkeypatch.setattr(E, "append_rows", lambda fh, rows: P.append_rows(fh, rows))
-    monkeypatch.setattr(P, "append_rows", full_after_two)
+        def __init__(self, fh):
+            self._fh = fh
+
+        def write(self, text):
+            calls["n"] += 1
+            if calls["n"] > 2:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return self._fh.write(text)
+
+        def __getattr__(self, name):
+            return getattr(self._fh, name)
+
+    monkeypatch.setattr(E, "append_rows", lambda fh, rows: real(DiskFillsUp(fh), rows))
     out = tmp_path / "run"
     res = run_cli(_eval_args(tiny_set, out), expect_rc=2, must_name=["the disk is full", ".partial.jsonl",
                                                                     "rerun the same command to resume"],
@@ -221,7 +229,7 @@ def test_a_full_disk_while_writing_predictions_is_one_line_and_resumable(tiny_se
     assert len(res.out.strip().splitlines()) <= 2
     (partial,) = (out / "predictions").glob("*.partial.jsonl")
     assert len(partial.read_text().splitlines()) == 2  # the rows written before the disk filled are kept
-    monkeypatch.setattr(P, "append_rows", real)
+    monkeypatch.setattr(E, "append_rows", real)
     res = run_cli(_eval_args(tiny_set, out), expect_rc=0, must_name=["resumed", "2 rows reused"], watch=TRACKED,
                   allowed=[tmp_path])
 

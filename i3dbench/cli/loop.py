@@ -32,7 +32,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         if entry.dataset == "synthetic":  # defaults: the synthetic val split, the shipped smoke checkpoint
             if data_root is None or ann is None:
                 data_root, ann = smoke_data(entry)
-            if checkpoint is None:
+            if checkpoint is None and entry.checkpoint.url is None:  # shipped ones: evaluate() checks the hash
                 checkpoint = smoke_checkpoint(entry, train_if_missing=False)
         if data_root is None or ann is None:
             raise UsageError(f"eval {entry.name}: --data-root and --ann are needed for a {entry.dataset} entry")
