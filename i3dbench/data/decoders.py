@@ -198,6 +198,29 @@ class PyAVDecoder:
         finally:
             container.close()
 
+    def iter_frames(self, path):
+        """Every frame in presentation order as an ``H x W x 3`` uint8 RGB array, one at a time
+        (constant memory, for extraction). A file whose data ends before the frame count its
+        container claims raises DecodeError after the frames that could be decoded."""
+        container = self._open(path)
+        try:
+            stream = container.streams.video[0]
+            stream.thread_type = self.thread_type
+            n = 0
+            try:
+                for frame in container.decode(stream):
+                    yield frame.to_ndarray(format="rgb24")
+                    n += 1
+            except Exception as e:  # noqa: BLE001 - any library failure becomes a DecodeError
+                raise DecodeError(path, f"PyAV failed while decoding frame {n} ({_short(e)})") from None
+            claimed = int(stream.frames)
+            if n == 0:
+                raise DecodeError(path, "no frame could be decoded")
+            if claimed > n:
+                raise DecodeError(path, f"only {n} of the {claimed} frames could be decoded (truncated or corrupt file)")
+        finally:
+            container.close()
+
     def read(self, path, indices) -> torch.Tensor:
         unique, inverse = _unique_indices(path, indices)
         container = self._open(path)
