@@ -131,3 +131,27 @@ def test_thirty_views_against_mmaction(name):
           f"at the golden sample positions: mean {sampled.mean():.4f}, max {sampled.max()}")
     assert worst <= 1 and 0 < mean <= 0.25  # measured 0.16-0.19 on these clips
     assert sampled.max() <= 1 and sampled.mean() <= 0.3
+
+
+@pytest.mark.parametrize("lazy", [False, True], ids=["plain", "lazy"])
+def test_train_and_val_items_resize_with_the_entry_backend(lazy):
+    """Train / val items of a real clip with resize_backend "cv2" are the cv2 resizes of their
+    frames (bitwise MMAction2's, tests/test_transforms.py), not the tensor ones."""
+    pytest.importorskip("cv2")
+    from i3dbench.data import transforms as T
+    from i3dbench.data.annotations import VideoRecord
+
+    path = clip_path("bikes.mp4")
+    base = get_entry("i3d_r50_video_32x2x1_100e_kinetics400_rgb")
+    for split in ("train", "val"):
+        items = {}
+        for backend in ("cv2", "tensor"):
+            entry = dataclasses.replace(base, data=dataclasses.replace(base.data, resize_backend=backend, lazy=lazy))
+            ds = ClipDataset(entry, split, [VideoRecord(path.name, 0)], path.parent, get_decoder("decord"), seed=3)
+            items[backend] = ds.load(0)
+        (views, plan), (fast, _) = items["cv2"], items["tensor"]
+        frames = get_decoder("decord").read(path, plan.sample.indices)
+        want = T.format_shape(T.apply_geometry(frames, plan.geometry, "cv2").unsqueeze(0))
+        assert torch.equal(views, want), (split, lazy)
+        mean, worst = _abs_diff(fast.numpy(), views.numpy())
+        assert 0 < mean <= 0.5 and worst <= 2, (split, lazy, mean, worst)
