@@ -31,7 +31,7 @@ import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from i3dbench.errors import UsageError
 
@@ -110,16 +110,16 @@ def rawframe_list_name(ann_file: str | os.PathLike) -> str:
     return f"{p.stem}_rawframes{p.suffix or '.txt'}"
 
 
-def _frame_dir_of(video: str, ann_file, lineno: int) -> str:
-    """The folder (relative, POSIX) a listed video's frames go to: its path without the extension.
-    A path that is absolute or climbs out with ``..`` would write outside OUT: refused."""
-    from i3dbench.data.annotations import AnnotationError
+def _frame_dir_of(record, ann_file) -> str:
+    """The folder (relative, POSIX) a listed video's frames go to: its path without the
+    extension. A path that is absolute or leaves the video folder through ``..`` is refused:
+    its frames would land outside OUT."""
+    from i3dbench.data.annotations import AnnotationError, path_problem, video_id
 
-    p = PurePosixPath(video)
-    if p.is_absolute() or ".." in p.parts or video.startswith("~") or not p.stem:
-        raise AnnotationError(ann_file, lineno, f"video path {video!r} must be relative to the video folder, "
-                              "without '..' (its frames go to the same relative path under the output folder)")
-    return str(p.with_suffix("")) if p.suffix else str(p)
+    problem = path_problem(record.path)
+    if problem:
+        raise AnnotationError(ann_file, record.line, f"{problem} (its frames go to the same relative path under the output folder)")
+    return video_id(record.path, "videos")
 
 
 def _count_frames(folder: Path) -> int:
@@ -230,9 +230,7 @@ def extract_rawframes(video_root: str | os.PathLike, ann_file: str | os.PathLike
         raise BackendUnavailable(f"data extract resizes and writes JPEGs with OpenCV, as MMAction2 does ({e}): "
                                  "pip install opencv-python-headless (or the i3dbench[cv2] extra)") from None
     records = read_video_list(ann_file)
-    # read_video_list keeps every non-blank line, in order: their numbers, for messages
-    linenos = [i for i, line in enumerate(Path(ann_file).read_text(encoding="utf-8").splitlines(), 1) if line.strip()]
-    frame_dirs = [_frame_dir_of(r.path, ann_file, i) for r, i in zip(records, linenos)]
+    frame_dirs = [_frame_dir_of(r, ann_file) for r in records]
     if out.exists() and not out.is_dir():
         raise UsageError(f"output {out} exists and is not a folder")
     list_path = Path(list_file) if list_file is not None else out / rawframe_list_name(ann_file)
