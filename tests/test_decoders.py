@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from i3dbench.data import decoders
 from i3dbench.data.decoders import DecodeError, get_decoder
 from i3dbench.data.synthetic import (
     VideoSpec,
@@ -128,6 +129,131 @@ def test_rawframes_backends_identical(tiny):
     a = get_decoder("rawframes", backend="pillow").read(rroot / vid, idx)
     b = get_decoder("rawframes", backend="cv2").read(rroot / vid, idx)
     assert torch.equal(a, b)
+    if _turbo_available():
+        assert torch.equal(get_decoder("rawframes", backend="turbojpeg").read(rroot / vid, idx), a)
+
+
+def _turbo_available() -> bool:
+    try:
+        decoders._turbojpeg_codec()
+        return True
+    except decoders.BackendUnavailable:
+        return False
+
+
+def _turbo_libraries() -> dict[str, object]:
+    """The TurboJPEG-API libraries that load here: "PyTurboJPEG" (needs the system
+    libturbojpeg) and/or "simplejpeg" (bundles it), each as the module to force."""
+    found = {}
+    try:
+        import turbojpeg
+
+        turbojpeg.TurboJPEG()
+        found["PyTurboJPEG"] = turbojpeg
+    except Exception:  # noqa: BLE001 - not installed, or its libturbojpeg cannot be loaded
+        pass
+    try:
+        import simplejpeg
+
+        found["simplejpeg"] = simplejpeg
+    except ImportError:
+        pass
+    return found
+
+
+@pytest.fixture(scope="module")
+def real_jpegs(tmp_path_factory) -> Path:
+    """Real video frames (bikes, 640x272, 24 frames) written as build_rawframes.py writes them
+    (cv2.imencode defaults: quality 95, 4:2:0), plus one grayscale and one 4:4:4 progressive JPEG."""
+    cv2 = pytest.importorskip("cv2")
+    from real_clips import clip_path
+
+    d = tmp_path_factory.mktemp("real_jpegs") / "bikes"
+    d.mkdir()
+    frames = get_decoder("pyav").read(clip_path("bikes.mp4"), np.arange(24)).numpy()
+    for i, rgb in enumerate(frames, start=1):
+        cv2.imwrite(str(d / f"img_{i:05d}.jpg"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    odd = d.parent / "odd"
+    odd.mkdir()
+    cv2.imwrite(str(odd / "img_00001.jpg"), cv2.cvtColor(frames[0], cv2.COLOR_RGB2GRAY))
+    cv2.imwrite(str(odd / "img_00002.jpg"), cv2.cvtColor(frames[1], cv2.COLOR_RGB2BGR),
+                [cv2.IMWRITE_JPEG_PROGRESSIVE, 1, cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444])
+    return d
+
+
+def test_jpeg_backends_identical_on_real_frames(real_jpegs, monkeypatch):
+    """cv2, Pillow and libjpeg-turbo's TurboJPEG API (PyTurboJPEG and simplejpeg) decode the
+    same pixels: all are libjpeg-turbo with its accurate defaults (islow DCT, fancy upsampling)."""
+    import time
+
+    idx = np.arange(24)
+    results, speed = {}, {}
+    libs = _turbo_libraries()
+    backends = [("cv2", None), ("pillow", None)] + [("turbojpeg", name) for name in libs]
+    for backend, lib in backends:
+        decoders._TURBO.clear()
+        if lib == "simplejpeg":  # force the fallback even where PyTurboJPEG loads
+            monkeypatch.setitem(sys.modules, "turbojpeg", None)
+        dec = get_decoder("rawframes", backend=backend)
+        key = f"{backend}/{lib}" if lib else backend
+        assert dec.version.startswith(f"{backend} ") and (lib is None or lib in dec.version), dec.version
+        t0 = time.perf_counter()
+        results[key] = dec.read(real_jpegs, idx)
+        speed[key] = 24 / (time.perf_counter() - t0)
+        results[key + " odd"] = torch.cat([dec.read(real_jpegs.parent / "odd", np.array([0])),
+                                          dec.read(real_jpegs.parent / "odd", np.array([1]))])
+        if lib == "simplejpeg":
+            monkeypatch.undo()  # PyTurboJPEG importable again
+    decoders._TURBO.clear()
+    print("JPEG decode, frames/s on one thread (640x272): " + ", ".join(f"{k} {v:.0f}" for k, v in speed.items()))
+    first = results["cv2"]
+    assert first.shape == (24, 272, 640, 3)
+    for key, value in results.items():
+        ref = results["cv2 odd"] if key.endswith(" odd") else first
+        assert torch.equal(value, ref), f"{key} decodes other pixels than cv2"
+
+
+def test_missing_jpeg_backend_is_a_user_error_naming_the_entry_field(monkeypatch, tiny):
+    """A backend whose library is missing: a UserError naming the entry, its field and what to install."""
+    import dataclasses
+
+    from i3dbench.data.dataset import ClipDataset, default_decoder
+    from i3dbench.errors import UserError
+    from i3dbench.zoo import get_entry
+
+    lazy = get_entry("i3d_r50_lazy_32x2x1_100e_kinetics400_rgb")
+    assert lazy.data.jpeg_backend == "turbojpeg"  # MMAction2 0.x's RawFrameDecode(decoding_backend='turbojpeg')
+    decoders._TURBO.clear()
+    monkeypatch.setitem(sys.modules, "turbojpeg", None)
+    monkeypatch.setitem(sys.modules, "simplejpeg", None)
+    with pytest.raises(UserError) as info:
+        default_decoder(lazy)
+    msg = str(info.value)
+    assert "i3d_r50_lazy_32x2x1_100e_kinetics400_rgb" in msg and "data.jpeg_backend" in msg
+    assert "pip install simplejpeg" in msg and "apt-get install libturbojpeg0" in msg
+    monkeypatch.setitem(sys.modules, "cv2", None)
+    plain = get_entry("i3d_r50_32x2x1_100e_kinetics400_rgb")
+    with pytest.raises(UserError, match=r"data\.jpeg_backend: 'cv2'.*pip install opencv-python-headless"):
+        default_decoder(plain)
+    exact = dataclasses.replace(plain, data=dataclasses.replace(plain.data, resize_backend="cv2", jpeg_backend="pillow"))
+    with pytest.raises(UserError, match=r"data\.resize_backend: 'cv2'.*pip install opencv-python-headless"):
+        ClipDataset(exact, "test", [], tiny, default_decoder(exact))
+    decoders._TURBO.clear()
+
+
+def test_rawframe_decoder_pickles_with_each_backend(tiny):
+    rroot, _ = synthetic_paths(tiny, "rawframes", "340x256")
+    vid = _videos(tiny)[0][:-4]
+    for backend in ("pillow", "cv2", "turbojpeg"):
+        try:
+            dec = get_decoder("rawframes", backend=backend)
+        except decoders.BackendUnavailable:
+            continue
+        again = pickle.loads(pickle.dumps(dec))
+        assert again.version == dec.version
+        assert torch.equal(again.read(rroot / vid, np.array([0, 3])), dec.read(rroot / vid, np.array([0, 3])))
+    with pytest.raises(ValueError, match="backend must be"):
+        get_decoder("rawframes", backend="libjpeg")
 
 
 @pytest.fixture(scope="module")
@@ -172,6 +298,8 @@ def test_get_decoder_names_and_versions():
     for name in ("decord", "pyav", "rawframes"):
         dec = get_decoder(name)
         assert dec.name == name and isinstance(dec.version, str) and dec.version
+    # records name the JPEG backend and its library through the version
+    assert get_decoder("rawframes", backend="pillow").version.startswith("pillow pillow-")
     assert get_decoder().name == "decord"
     with pytest.raises(ValueError, match="unknown decoder"):
         get_decoder("opencv")
@@ -231,3 +359,11 @@ def test_truncated_file_that_still_opens(tmp_path):
         with pytest.raises(DecodeError) as info:
             get_decoder(name).read(tmp_path / "cut.mp4", np.array([0, 29]))
         print(f"{name}: {info.value.reason}")
+    # streaming (data extract): the frames that decode come first, then the error
+    got = []
+    with pytest.raises(DecodeError, match="of the 30 frames could be decoded"):
+        for frame in get_decoder("pyav").iter_frames(tmp_path / "cut.mp4"):
+            got.append(frame)
+    assert 0 < len(got) < 30
+    assert np.array_equal(np.stack(list(get_decoder("pyav").iter_frames(tmp_path / "v.mp4"))),
+                          get_decoder("pyav").read(tmp_path / "v.mp4", np.arange(30)).numpy())

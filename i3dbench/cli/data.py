@@ -1,4 +1,4 @@
-"""`i3dbench data check | synth`."""
+"""`i3dbench data check | synth | extract`."""
 
 from __future__ import annotations
 
@@ -137,3 +137,42 @@ def add_parsers(sub) -> None:
     p.add_argument("--frames", type=int, default=40, help="frames per video at 25 fps (default 40)")
     p.add_argument("--workers", type=int, default=2, help="processes (default 2)")
     p.set_defaults(func=_cmd_data_synth)
+    _add_extract_parser(data)
+
+
+def _cmd_data_extract(args: argparse.Namespace) -> int:
+    from ..data.extract import extract_rawframes
+
+    rep = extract_rawframes(args.videos, args.ann, args.out, args.layout, workers=args.workers,
+                            list_file=args.list, progress=not args.quiet)
+    done = [r for r in rep.results if r.status == "done"]
+    print(f"{rep.out} ({rep.layout}): {len(done)} videos extracted ({sum(r.frames for r in done)} frames), "
+          f"{rep.count('skipped')} already there, {len(rep.failed)} failed")
+    for r in rep.failed[:50]:
+        print(f"failed: {r.video}: {r.reason}")
+    if len(rep.failed) > 50:
+        print(f"... {len(rep.failed) - 50} more failed videos")
+    if rep.list_file is not None:
+        print(f"rawframe list written to {rep.list_file}")
+    if rep.failed:
+        print(f"FAILED: {len(rep.failed)} videos (fix or remove them and rerun: finished folders are kept)", file=sys.stderr)
+    return 1 if rep.failed else 0
+
+
+def _add_extract_parser(data) -> None:
+    p = data.add_parser(
+        "extract",
+        help="rawframes from videos, as MMAction2's build_rawframes.py --use-opencv (exit 1 when a video fails)",
+        description="Decode every video of a video list, resize it (--layout 340x256: fixed size; short256: short "
+        "side 256) and write OUT/<video path without extension>/img_00001.jpg ... with OpenCV's JPEG defaults, "
+        "then a rawframe list 'DIR TOTAL_FRAMES LABEL'. Parallel over videos; rerun to resume (finished folders "
+        "are skipped). Exit 0 all extracted, 1 some videos failed, 2 bad usage.",
+    )
+    p.add_argument("videos", type=Path, help="video folder (paths in --ann are relative to it)")
+    p.add_argument("out", type=Path, help="output folder for the frame folders and the rawframe list")
+    p.add_argument("--ann", type=Path, required=True, help="MMAction2 video list ('PATH LABEL' per line)")
+    p.add_argument("--layout", required=True, help="340x256 (width x height) or short256 (short side)")
+    p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="processes (default min(8, CPUs))")
+    p.add_argument("--list", type=Path, help="where to write the rawframe list (default OUT/<ann name, videos -> rawframes>)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_data_extract)

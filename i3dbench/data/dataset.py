@@ -12,6 +12,10 @@ returns a :class:`ClipDataset` whose items follow the entry's MMAction2 pipeline
 - ``test``: ``test.num_clips`` clips in test mode (dense: ``test.num_clips`` start positions of
   ``data.num_clips`` clips) -> Resize((-1, resize_short)) -> ThreeCrop / CenterCrop(crop_size).
 
+Frames are resized with the entry's ``data.resize_backend`` ("cv2": bitwise MMAction2's
+mmcv.imresize; "tensor": one torch call per clip) and JPEG frames decoded with its
+``data.jpeg_backend`` (decoders.py); both are protocol settings a record names.
+
 Views are uint8 ``V x 3 x T x H x W`` (V = clips x crops, crop-major as MMAction2 orders
 them), or float normalised with ``data.mean/std`` when ``normalize=True`` (normalising later,
 on the device, moves 4x fewer bytes). Each distinct frame of a video is decoded once.
@@ -32,7 +36,7 @@ import numpy as np
 import torch
 
 from i3dbench.data import transforms as T
-from i3dbench.data.decoders import DecodeError, get_decoder
+from i3dbench.data.decoders import BackendUnavailable, DecodeError, get_decoder
 from i3dbench.data.sampling import (
     FrameSample,
     plan_dense_sample_frames,
@@ -79,6 +83,9 @@ class ClipDataset(torch.utils.data.Dataset):
         self.decoder = decoder
         self.normalize = normalize
         self.on_error = on_error
+        # the entry's resize backend (a protocol setting); fail now, not in a worker, when it cannot run
+        self.resize_backend = getattr(entry.data, "resize_backend", "tensor")
+        _check_backend(entry, "data.resize_backend", T.check_resize_backend, self.resize_backend)
         # no seed: draw one now, so that every worker (a pickled copy) shares it
         self.seed = int(np.random.SeedSequence().entropy % 2**63) if seed is None else int(seed)
         self.epoch = 0
@@ -163,10 +170,10 @@ class ClipDataset(torch.utils.data.Dataset):
         index2d = positions.reshape(sample.num_clips, sample.clip_len)
         norm = (self.entry.data.mean, self.entry.data.std) if self.normalize else (None, None)
         if plan.geometry is not None:
-            out = T.apply_geometry(frames, plan.geometry)  # per frame: once per distinct frame
+            out = T.apply_geometry(frames, plan.geometry, self.resize_backend)  # once per distinct frame
             views = T.views_from_frames(out, index2d, [(0, 0, out.shape[2], out.shape[1])], *norm)
         else:
-            frames = T.resize_short(frames, self.entry.data.resize_short)
+            frames = T.resize_short(frames, self.entry.data.resize_short, self.resize_backend)
             h, w = frames.shape[1:3]
             size = self.entry.test.crop_size
             three = self.entry.test.crop == "three_crop"
@@ -203,14 +210,24 @@ def _frames_to_decode(indices: np.ndarray, contiguous_ok: bool) -> tuple[np.ndar
     return unique, inverse
 
 
+def _check_backend(entry, field: str, build, *args, **kwargs):
+    """``build(*args, **kwargs)``; a missing backend library becomes a UserError naming the entry's field."""
+    try:
+        return build(*args, **kwargs)
+    except BackendUnavailable as e:
+        value = getattr(entry.data, field.split(".")[-1], None)
+        raise BackendUnavailable(f"entry {entry.name!r}: {field}: {value!r}: {e}") from None
+
+
 def default_decoder(entry, name: str | None = None):
-    """The decoder an entry's data needs: rawframes (with its file template and start index)
-    for rawframes entries, decord for videos; ``name`` overrides the video decoder."""
+    """The decoder an entry's data needs: rawframes (with its file template, start index and
+    JPEG backend) for rawframes entries, decord for videos; ``name`` overrides the video decoder."""
     d = entry.data
     if d.format == "rawframes":
         if name not in (None, "rawframes"):
             raise ValueError(f"entry {entry.name!r} reads rawframes; decoder {name!r} reads videos")
-        return get_decoder("rawframes", filename_tmpl=d.filename_tmpl, start_index=d.start_index)
+        return _check_backend(entry, "data.jpeg_backend", get_decoder, "rawframes", filename_tmpl=d.filename_tmpl,
+                              start_index=d.start_index, backend=getattr(d, "jpeg_backend", "cv2"))
     if name == "rawframes":
         raise ValueError(f"entry {entry.name!r} reads videos; choose a video decoder (decord, pyav)")
     return get_decoder(name or "decord")

@@ -7,7 +7,10 @@ sampling loops short videos), and the result is gathered afterwards.
 
 A file that cannot be opened or decoded raises :class:`DecodeError` naming the path and the
 reason, so a long run can report it and go on (see ``dataset.py``'s ``on_error``).
-The decoder libraries are imported lazily, when a decoder is first built.
+JPEG frames are decoded with a chosen backend (``cv2``, ``turbojpeg``, ``pillow``: an entry's
+``data.jpeg_backend``); a backend whose library is missing raises :class:`BackendUnavailable`,
+a UserError that says what to install. The decoder libraries are imported lazily, when a
+decoder is first built.
 """
 
 from __future__ import annotations
@@ -22,8 +25,12 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from i3dbench.errors import UserError
+
 __all__ = [
     "DECODERS",
+    "JPEG_BACKENDS",
+    "BackendUnavailable",
     "DecodeError",
     "Decoder",
     "DecordDecoder",
@@ -191,6 +198,29 @@ class PyAVDecoder:
         finally:
             container.close()
 
+    def iter_frames(self, path):
+        """Every frame in presentation order as an ``H x W x 3`` uint8 RGB array, one at a time
+        (constant memory, for extraction). A file whose data ends before the frame count its
+        container claims raises DecodeError after the frames that could be decoded."""
+        container = self._open(path)
+        try:
+            stream = container.streams.video[0]
+            stream.thread_type = self.thread_type
+            n = 0
+            try:
+                for frame in container.decode(stream):
+                    yield frame.to_ndarray(format="rgb24")
+                    n += 1
+            except Exception as e:  # noqa: BLE001 - any library failure becomes a DecodeError
+                raise DecodeError(path, f"PyAV failed while decoding frame {n} ({_short(e)})") from None
+            claimed = int(stream.frames)
+            if n == 0:
+                raise DecodeError(path, "no frame could be decoded")
+            if claimed > n:
+                raise DecodeError(path, f"only {n} of the {claimed} frames could be decoded (truncated or corrupt file)")
+        finally:
+            container.close()
+
     def read(self, path, indices) -> torch.Tensor:
         unique, inverse = _unique_indices(path, indices)
         container = self._open(path)
@@ -227,15 +257,88 @@ class PyAVDecoder:
 # --------------------------------------------------------------------------- rawframes
 
 
+JPEG_BACKENDS = ("cv2", "turbojpeg", "pillow")
+
+# What to install for each JPEG backend (the messages of BackendUnavailable).
+JPEG_INSTALL = {
+    "cv2": "pip install opencv-python-headless (or the i3dbench[cv2] extra)",
+    "turbojpeg": ("pip install simplejpeg (it bundles libjpeg-turbo; or the i3dbench[turbojpeg] extra); or "
+                  "PyTurboJPEG, MMAction2's wrapper, with the system library: apt-get install libturbojpeg0 and "
+                  "pip install 'PyTurboJPEG<2' (PyTurboJPEG>=2 needs libjpeg-turbo>=3)"),
+    "pillow": "pip install pillow",
+}
+
+
+class BackendUnavailable(UserError, ImportError):
+    """A decoding or resize backend asked for (by an entry, a flag or an option) is not installed;
+    the message says what to install."""
+
+
+_TURBO: dict[str, tuple] = {}  # per process: {"codec": (decode, version)} once one loaded
+
+
+def _turbojpeg_codec() -> tuple:
+    """``(decode(bytes) -> RGB array, version)`` through libjpeg-turbo's TurboJPEG API.
+
+    PyTurboJPEG first (what MMAction2's ``decoding_backend='turbojpeg'`` calls; it needs the
+    system libturbojpeg), else simplejpeg (its wheel bundles libjpeg-turbo). Both decompress
+    with the TurboJPEG defaults (accurate integer DCT, fancy upsampling), as PyTurboJPEG's
+    ``decode(..., flags=0)`` does, so they give the same pixels (tests/test_decoders.py).
+    """
+    if "codec" in _TURBO:
+        return _TURBO["codec"]
+    reasons = []
+    try:
+        import turbojpeg
+
+        jpeg = turbojpeg.TurboJPEG()  # raises when libturbojpeg is missing or too old
+        rgb = turbojpeg.TJPF_RGB
+
+        def decode(data: bytes) -> np.ndarray:
+            return jpeg.decode(data, pixel_format=rgb)
+
+        version = getattr(turbojpeg, "__version__", None) or _dist_version("PyTurboJPEG")
+        _TURBO["codec"] = (decode, f"PyTurboJPEG-{version}")
+        return _TURBO["codec"]
+    except ImportError:
+        reasons.append("PyTurboJPEG is not installed")
+    except Exception as e:  # noqa: BLE001 - OSError / RuntimeError from loading libturbojpeg
+        reasons.append(f"PyTurboJPEG cannot load libturbojpeg ({_short(e)})")
+    try:
+        import simplejpeg
+
+        def decode(data: bytes) -> np.ndarray:
+            return simplejpeg.decode_jpeg(data, colorspace="RGB", fastdct=False, fastupsample=False)
+
+        _TURBO["codec"] = (decode, f"simplejpeg-{simplejpeg.__version__}")
+        return _TURBO["codec"]
+    except ImportError:
+        reasons.append("simplejpeg is not installed")
+    raise BackendUnavailable(f"JPEG backend 'turbojpeg' is not available ({'; '.join(reasons)}): {JPEG_INSTALL['turbojpeg']}")
+
+
+def _dist_version(dist: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return "unknown"
+
+
 @dataclass
 class RawFrameDecoder:
     """A directory of JPEG frames named ``filename_tmpl.format(i + start_index)`` (MMAction2's RawFrameDecode).
 
     Indices are 0-based at the API, as for videos; ``start_index`` (1 for the usual
-    ``img_00001.jpg``) is added on disk. ``backend``: "cv2" (OpenCV, what MMAction2 uses,
-    ~1.7x faster than Pillow here), "pillow", or "auto" (cv2 when importable, else Pillow).
-    Both wrap libjpeg(-turbo); on the synthetic frames they decode identical pixels. Frames are
-    decoded on ``num_threads`` threads (both libraries release the GIL while decoding).
+    ``img_00001.jpg``) is added on disk. ``backend`` is the JPEG decoder, a protocol setting
+    (the entry's ``data.jpeg_backend``): "cv2" (OpenCV, MMAction2's default), "turbojpeg"
+    (libjpeg-turbo's TurboJPEG API through PyTurboJPEG or simplejpeg, the 0.x lazy rows'
+    ``decoding_backend``), "pillow", or "auto" (cv2 when importable, else Pillow: for tools
+    that only need some decoder). All of them wrap libjpeg-turbo with its accurate defaults;
+    the measured differences between them are in tests/test_decoders.py. ``version`` names the
+    backend and its library version. Frames are decoded on ``num_threads`` threads (every
+    backend releases the GIL while decoding).
     """
 
     filename_tmpl: str = "img_{:05}.jpg"
@@ -247,28 +350,34 @@ class RawFrameDecoder:
     def __post_init__(self) -> None:
         if self.backend == "auto":
             try:
-                import cv2
+                import cv2  # noqa: F401
 
                 self.backend = "cv2"
             except ImportError:
                 self.backend = "pillow"
-        if self.backend == "cv2":
-            import cv2  # noqa: F401
-        elif self.backend == "pillow":
-            from PIL import Image  # noqa: F401
-        else:
-            raise ValueError(f"backend must be 'auto', 'cv2' or 'pillow', got {self.backend!r}")
+        if self.backend not in JPEG_BACKENDS:
+            raise ValueError(f"backend must be 'auto' or one of {', '.join(JPEG_BACKENDS)}, got {self.backend!r}")
+        self._library_version()  # fail early, at build time, if the backend's library is missing
         self._pattern = _template_regex(self.filename_tmpl)
+
+    def _library_version(self) -> str:
+        try:
+            if self.backend == "cv2":
+                import cv2
+
+                return f"opencv-{cv2.__version__}"
+            if self.backend == "pillow":
+                import PIL
+
+                return f"pillow-{PIL.__version__}"
+        except ImportError as e:
+            raise BackendUnavailable(f"JPEG backend {self.backend!r} is not installed ({e}): {JPEG_INSTALL[self.backend]}") from None
+        return _turbojpeg_codec()[1]
 
     @property
     def version(self) -> str:
-        if self.backend == "cv2":
-            import cv2
-
-            return f"opencv-{cv2.__version__}"
-        import PIL
-
-        return f"pillow-{PIL.__version__}"
+        """The JPEG backend and its library, e.g. ``cv2 opencv-5.0.0`` or ``turbojpeg simplejpeg-1.9.0``."""
+        return f"{self.backend} {self._library_version()}"
 
     def num_frames(self, path) -> int:
         """Number of frames ``start_index, start_index+1, ...`` present without a gap."""
@@ -295,6 +404,20 @@ class RawFrameDecoder:
             if img is None:
                 raise DecodeError(f, "cannot read the JPEG (OpenCV could not decode it)")
             return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        if self.backend == "turbojpeg":
+            decode = _turbojpeg_codec()[0]
+            try:
+                with open(f, "rb") as fh:
+                    data = fh.read()
+            except FileNotFoundError:
+                raise DecodeError(f, "frame file not found") from None
+            try:
+                img = decode(data)
+            except Exception as e:  # noqa: BLE001 - any library failure becomes a DecodeError
+                raise DecodeError(f, f"cannot read the JPEG ({_short(e)})") from None
+            if img is None or img.ndim != 3:
+                raise DecodeError(f, "cannot read the JPEG (libjpeg-turbo returned no colour image)")
+            return img
         from PIL import Image
 
         try:
@@ -341,17 +464,20 @@ def get_decoder(name: str = "decord", **options) -> Decoder:
     """Build the decoder called ``name`` ("decord", "pyav", "rawframes") with its options.
 
     Options: decord ``num_threads``; pyav ``thread_type``; rawframes ``filename_tmpl``,
-    ``start_index``, ``num_threads``, ``backend`` ("auto", "cv2", "pillow"). Raises ValueError for an unknown name and
-    ImportError (with what to install) when the library is missing.
+    ``start_index``, ``num_threads``, ``backend`` ("cv2", "turbojpeg", "pillow", "auto").
+    Raises ValueError for an unknown name and :class:`BackendUnavailable` (a UserError that
+    says what to install) when the library is missing.
     """
     key = name.lower()
     if key not in DECODERS:
         raise ValueError(f"unknown decoder {name!r}; choose one of {sorted(DECODERS)}")
     try:
         return DECODERS[key](**options)
+    except BackendUnavailable:
+        raise
     except ImportError as e:
         pkg = {"decord": "decord", "pyav": "av", "rawframes": "opencv-python-headless or pillow"}[key]
-        raise ImportError(f"decoder {key!r} needs the {pkg!r} package: pip install {pkg} ({e})") from e
+        raise BackendUnavailable(f"decoder {key!r} needs the {pkg!r} package: pip install {pkg} ({e})") from e
 
 
 def _template_regex(tmpl: str) -> re.Pattern:

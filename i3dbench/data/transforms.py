@@ -10,10 +10,14 @@ Parity with MMAction2 1.2.0:
   identical; the random choices (which MultiScaleCrop size and corner, flip or not) are made
   with the same calls, so a ``random.Random`` / ``numpy.random.RandomState`` in the state
   MMAction2's global ``random`` / ``np.random`` was in gives the same boxes and flips;
-- pixels: MMAction2 resizes with OpenCV's bilinear (half-pixel centres, no antialiasing);
-  here ``torch.nn.functional.interpolate(bilinear, align_corners=False, antialias=False)``
-  samples the same points; the two round differently, within one grey level (the mean
-  absolute difference is measured by ``dev/make_golden_transforms.py``).
+- pixels: MMAction2 resizes with ``mmcv.imresize`` = OpenCV's ``cv2.resize(INTER_LINEAR)``
+  (half-pixel centres, no antialiasing, 11-bit fixed-point weights). Two resize backends, a
+  protocol setting (an entry's ``data.resize_backend``): ``"cv2"`` calls exactly that, frame
+  by frame, and is bitwise equal to MMAction2; ``"tensor"`` runs
+  ``torch.nn.functional.interpolate(bilinear, align_corners=False, antialias=False)`` on the
+  whole clip (CPU or GPU), which samples the same points but rounds differently: within one
+  or two grey levels (mean |diff| measured in tests/test_transforms.py and
+  tests/test_real_media.py).
 """
 
 from __future__ import annotations
@@ -119,17 +123,42 @@ def lazy_box(lazy: np.ndarray, img_h: int, img_w: int, box: Box) -> np.ndarray:
 # --------------------------------------------------------------------------- pixel operations
 
 
-def resize(clip: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bilinear resize of a ``... x H x W x 3`` clip to ``size = (h, w)`` in one call.
+RESIZE_BACKENDS = ("tensor", "cv2")
 
-    Half-pixel centres, no antialiasing (what OpenCV's INTER_LINEAR does). uint8 clips stay
-    uint8: on the CPU through torch's uint8 kernel (10x faster than going through floats),
-    elsewhere through floats, rounded. Float clips are interpolated as they are. A clip
-    already of that size is returned as is.
+
+def check_resize_backend(backend: str) -> None:
+    """Raise unless ``backend`` can run here: ValueError for an unknown name, BackendUnavailable
+    (a UserError saying what to install) when ``"cv2"`` is asked for without OpenCV."""
+    if backend not in RESIZE_BACKENDS:
+        raise ValueError(f"resize backend must be one of {', '.join(RESIZE_BACKENDS)}, got {backend!r}")
+    if backend == "cv2":
+        try:
+            import cv2  # noqa: F401
+        except ImportError as e:
+            from i3dbench.data.decoders import BackendUnavailable
+
+            raise BackendUnavailable(f"resize backend 'cv2' needs OpenCV ({e}): pip install opencv-python-headless "
+                                     "(or the i3dbench[cv2] extra)") from None
+
+
+def resize(clip: torch.Tensor, size: tuple[int, int], backend: str = "tensor") -> torch.Tensor:
+    """Bilinear resize of a ``... x H x W x 3`` clip to ``size = (h, w)``.
+
+    ``backend="tensor"``: one ``interpolate`` call on the whole clip. Half-pixel centres, no
+    antialiasing. uint8 clips stay uint8: on the CPU through torch's uint8 kernel (10x faster
+    than going through floats), elsewhere through floats, rounded. Float clips are
+    interpolated as they are. ``backend="cv2"``: OpenCV's INTER_LINEAR frame by frame, what
+    mmcv's ``imresize`` does (bitwise MMAction2), on the CPU; the result goes back to the
+    clip's device. A clip already of that size is returned as is (both backends: cv2 copies
+    it unchanged).
     """
     *lead, h, w, c = clip.shape
     if (h, w) == tuple(size):
         return clip
+    if backend == "cv2":
+        return _resize_cv2(clip, size)
+    if backend != "tensor":
+        check_resize_backend(backend)
     x = clip.reshape(-1, h, w, c).permute(0, 3, 1, 2)  # N x C x H x W, channels-last memory
     if clip.dtype == torch.uint8 and clip.device.type == "cpu":
         y = F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False, antialias=False)
@@ -141,10 +170,25 @@ def resize(clip: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return y.permute(0, 2, 3, 1).reshape(*lead, size[0], size[1], c)
 
 
-def resize_short(clip: torch.Tensor, short: int) -> torch.Tensor:
+def _resize_cv2(clip: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    try:
+        import cv2
+    except ImportError:
+        check_resize_backend("cv2")
+        raise
+    *lead, h, w, c = clip.shape
+    # a crop is a strided view: OpenCV reads rows with a step, so each frame is read in place
+    frames = clip.detach().reshape(-1, h, w, c).cpu().numpy()
+    out = np.empty((frames.shape[0], size[0], size[1], c), dtype=frames.dtype)
+    for i in range(frames.shape[0]):  # one call per frame (OpenCV resizes one image at a time)
+        cv2.resize(frames[i], (size[1], size[0]), dst=out[i], interpolation=cv2.INTER_LINEAR)
+    return torch.from_numpy(out).reshape(*lead, size[0], size[1], c).to(clip.device)
+
+
+def resize_short(clip: torch.Tensor, short: int, backend: str = "tensor") -> torch.Tensor:
     """MMAction2 ``Resize(scale=(-1, short))`` on a ``... x H x W x 3`` clip."""
     h, w = clip.shape[-3:-1]
-    return resize(clip, rescale_size(h, w, short))
+    return resize(clip, rescale_size(h, w, short), backend)
 
 
 def crop(clip: torch.Tensor, box: Box) -> torch.Tensor:
@@ -158,11 +202,12 @@ def flip(clip: torch.Tensor) -> torch.Tensor:
     return clip.flip(-2)
 
 
-def fuse(clip: torch.Tensor, box: np.ndarray, out_size: tuple[int, int], flipped: bool = False) -> torch.Tensor:
+def fuse(clip: torch.Tensor, box: np.ndarray, out_size: tuple[int, int], flipped: bool = False,
+         backend: str = "tensor") -> torch.Tensor:
     """MMAction2 ``Fuse``: crop the original frames at ``box`` rounded (half to even, as
     ``np.round``), resize once to ``out_size = (h, w)``, then flip if asked."""
     x1, y1, x2, y2 = (int(v) for v in np.round(np.asarray(box, dtype=np.float32)))
-    out = resize(clip[..., y1:y2, x1:x2, :], out_size)
+    out = resize(clip[..., y1:y2, x1:x2, :], out_size, backend)
     return flip(out) if flipped else out
 
 
@@ -285,23 +330,24 @@ def plan_val_geometry(h: int, w: int, short: int, crop_size: int, lazy: bool = F
     return Geometry(resized, box, (crop_size, crop_size), False, _maybe_lazy(h, w, resized, box, lazy))
 
 
-def apply_geometry(clips: torch.Tensor, g: Geometry) -> torch.Tensor:
-    """Apply a planned geometry to ``... x H x W x 3`` frames.
+def apply_geometry(clips: torch.Tensor, g: Geometry, backend: str = "tensor") -> torch.Tensor:
+    """Apply a planned geometry to ``... x H x W x 3`` frames, resizing with ``backend``.
 
     Lazy (``g.lazy_box`` set): one crop of the original frames and one resize, like MMAction2's
     Fuse. Otherwise step by step like its non-lazy pipeline: resize, crop, resize, flip.
     """
     if g.lazy_box is not None:
-        return fuse(clips, np.array(g.lazy_box, dtype=np.float32), g.out, g.flip)
-    out = resize(crop(resize(clips, g.resized), g.box), g.out)
+        return fuse(clips, np.array(g.lazy_box, dtype=np.float32), g.out, g.flip, backend)
+    out = resize(crop(resize(clips, g.resized, backend), g.box), g.out, backend)
     return flip(out) if g.flip else out
 
 
-def eval_views(clips: torch.Tensor, short: int, crop_size: int, three_crop: bool = True) -> torch.Tensor:
+def eval_views(clips: torch.Tensor, short: int, crop_size: int, three_crop: bool = True,
+               backend: str = "tensor") -> torch.Tensor:
     """The test pipeline on ``N x T x H x W x 3`` clips: Resize((-1, short)) -> ThreeCrop or
     CenterCrop(crop_size) -> FormatShape: ``(crops * N) x 3 x T x crop x crop`` uint8,
     crop-major as MMAction2 orders them."""
-    frames = resize_short(clips, short)
+    frames = resize_short(clips, short, backend)
     h, w = frames.shape[-3:-1]
     boxes = three_crop_boxes(h, w, crop_size) if three_crop else [center_crop_box(h, w, crop_size)]
     return crop_views(frames, boxes)
