@@ -6,9 +6,10 @@ that differ only in data or checkpoint share one) plus a few extra architectures
 exercise builder paths the zoo does not use, it:
 
 1. builds MMAction2's own model: from its 1.x config file in the wheel
-   (``mmaction/.mim/configs/recognition/i3d``, ``pretrained=None``) for K400 entries —
-   0.x entries use the 1.x config with the same model settings, and the script checks
-   that every backbone/head argument it relies on agrees with the entry's ``arch`` — and
+   (``mmaction/.mim/configs/recognition/i3d``, ``pretrained=None``) for K400 entries — a
+   group with a 1.x entry uses that entry's config, 0.x-only groups the 1.x config with the
+   same model settings, and the script checks that every backbone/head argument it relies
+   on agrees with the entry's ``arch`` — and
    from ``ResNet3d`` / ``I3DHead`` keyword arguments for the smoke and extra ones;
 2. fills every parameter and buffer (BN running statistics and counters included) with
    the seeded recipe of ``i3dbench.models.seeded`` (values depend on key name + seed only);
@@ -24,7 +25,10 @@ exercise builder paths the zoo does not use, it:
 It also writes ``mmengine_checkpoint.pth``: a few-KB checkpoint saved by mmengine with the
 real non-tensor objects of a 1.x training checkpoint, for tests/test_checkpoints.py.
 
-Run:  PYTHONPATH=. python3 dev/make_golden_models.py  [--skip-full]
+Run:  PYTHONPATH=. python3 dev/make_golden_models.py  [--skip-full] [--only SUBSTRING]
+
+``--only`` rewrites just the goldens whose label or entry names contain SUBSTRING and leaves
+the other files as they are (without it, every golden is deleted and rewritten).
 """
 
 from __future__ import annotations
@@ -60,7 +64,8 @@ FULL_INPUT = (1, 3, 32, 256, 256)
 CONFIG_DIR = Path(__import__("mmaction").__file__).parent / ".mim" / "configs" / "recognition" / "i3d"
 
 # 0.x rows have no config in the 1.2.0 wheel; their model section equals the 1.x config of
-# the same non-local mode (checked against the entry's arch below).
+# the same non-local mode (checked against the entry's arch below). Groups with a 1.x entry
+# use that entry's own config (the heavy row has no 0.x counterpart).
 CONFIG_BY_MODE = {
     None: "i3d_imagenet-pretrained-r50_8xb8-32x2x1-100e_kinetics400-rgb",
     "dot_product": "i3d_imagenet-pretrained-r50-nl-dot-product_8xb8-32x2x1-100e_kinetics400-rgb",
@@ -113,6 +118,18 @@ def seeded_input(shape, seed=INPUT_SEED) -> torch.Tensor:
 # --------------------------------------------------------------------------- MMAction2 side
 
 
+def per_block(pattern, arch: Architecture) -> tuple:
+    """A config's per-stage pattern as per-block flags (an int applies to the whole stage,
+    as in the heavy config's ``inflate=(1, 1, 1, 1)``)."""
+    blocks = arch.stage_blocks or (3, 4, 6, 3)
+    return tuple((p,) * n if isinstance(p, int) else tuple(p) for p, n in zip(pattern, blocks))
+
+
+def config_for(entries: list, zoo: dict) -> str:
+    own = sorted(zoo[n].config for n in entries if zoo[n].mmaction == "1.x")
+    return own[0] if own else CONFIG_BY_MODE[zoo[entries[0]].arch.non_local_mode]
+
+
 def mmaction_from_config(config: str, arch: Architecture):
     from mmaction.registry import MODELS
     from mmengine.config import Config
@@ -126,9 +143,9 @@ def mmaction_from_config(config: str, arch: Architecture):
         "conv1_kernel": (tuple(b.conv1_kernel), arch.conv1_kernel),
         "conv1_stride_t": (b.conv1_stride_t, arch.conv1_stride_t),
         "pool1_stride_t": (b.pool1_stride_t, arch.pool1_stride_t),
-        "inflate": (tuple(map(tuple, b.inflate)), arch.inflate),
+        "inflate": (per_block(b.inflate, arch), arch.inflate),
         "non_local": (
-            tuple(map(tuple, b.get("non_local", ((0, 0, 0), (0, 0, 0, 0), (0, 0, 0, 0, 0, 0), (0, 0, 0))))),
+            per_block(b.get("non_local", ((0, 0, 0), (0, 0, 0, 0), (0, 0, 0, 0, 0, 0), (0, 0, 0))), arch),
             arch.non_local,
         ),
         "non_local_mode": (nl_cfg.get("mode"), arch.non_local_mode),
@@ -259,6 +276,7 @@ def rel_diff(a: torch.Tensor, b: torch.Tensor) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--skip-full", action="store_true", help="skip the 1x3x32x256x256 confirmation forwards")
+    ap.add_argument("--only", help="rewrite only the goldens whose label or entries contain this")
     args = ap.parse_args()
     torch.set_num_threads(1)  # the development machine is shared
     warnings.filterwarnings("ignore")
@@ -275,16 +293,22 @@ def main() -> None:
     for label, arch in EXTRA_ARCHS.items():
         groups.setdefault(arch_id(arch), {"arch": arch, "entries": [], "k400": False, "label": label})
 
+    if args.only:
+        groups = {aid: g for aid, g in groups.items()
+                  if any(args.only in n for n in [g.get("label", ""), *g["entries"]])}
+        if not groups:
+            raise SystemExit(f"--only {args.only!r} matches no architecture")
     OUT.mkdir(parents=True, exist_ok=True)
     for old in OUT.glob("arch_*.json"):
-        old.unlink()
+        if not args.only or old.stem.endswith(tuple(groups)):
+            old.unlink()
     summary = []
     with tempfile.TemporaryDirectory() as tmp:
         for aid, g in groups.items():
             arch: Architecture = g["arch"]
             t0 = time.time()
             if g["k400"]:
-                model, source = mmaction_from_config(CONFIG_BY_MODE[arch.non_local_mode], arch)
+                model, source = mmaction_from_config(config_for(g["entries"], zoo), arch)
             else:
                 model, source = mmaction_from_kwargs(arch)
             fill_seeded_(model, RECIPE_SEED).eval()
@@ -349,10 +373,11 @@ def main() -> None:
                 flush=True,
             )
 
-        # A small checkpoint carrying the real non-tensor objects of an mmengine training checkpoint.
-        tiny = torch.nn.Sequential(OrderedDict(conv=torch.nn.Conv3d(3, 2, 1), bn=torch.nn.BatchNorm3d(2)))
-        fill_seeded_(tiny, RECIPE_SEED)
-        save_like_mmengine_runner(tiny, OUT / "mmengine_checkpoint.pth")
+        if not args.only:
+            # A small checkpoint carrying the real non-tensor objects of an mmengine training checkpoint.
+            tiny = torch.nn.Sequential(OrderedDict(conv=torch.nn.Conv3d(3, 2, 1), bn=torch.nn.BatchNorm3d(2)))
+            fill_seeded_(tiny, RECIPE_SEED)
+            save_like_mmengine_runner(tiny, OUT / "mmengine_checkpoint.pth")
     print(f"wrote {len(groups)} goldens to {OUT}")
 
 

@@ -32,6 +32,8 @@ TEST_CASES = {
     "uniform_16x4x1_repeat_last": ("uniform", dict(clip_len=16, frame_interval=4, num_clips=1,
                                                    out_of_bound_opt="repeat_last")),
     "uniform_1x1x8": ("uniform", dict(clip_len=1, frame_interval=1, num_clips=8)),
+    "uniform_1x4x3": ("uniform", dict(clip_len=1, frame_interval=4, num_clips=3)),
+    "uniform_8x4x2": ("uniform", dict(clip_len=8, frame_interval=4, num_clips=2)),  # smoke zoo test
     "dense_32x2x1_pos10": ("dense", dict(clip_len=32, frame_interval=2, num_clips=1,
                                          sample_range=64, num_sample_positions=10)),
     "dense_4x2x2_pos3_range16": ("dense", dict(clip_len=4, frame_interval=2, num_clips=2,

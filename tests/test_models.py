@@ -88,8 +88,8 @@ def test_every_zoo_entry_maps_to_a_golden_architecture():
         assert name in golden(path)["entries"], f"{name} is not listed in {path.name}; rerun dev/make_golden_models.py"
         covered[name] = path.name
     k400 = {p for n, p in covered.items() if ZOO[n].dataset == "kinetics400"}
-    assert len(k400) == 4  # plain R50 and the three non-local modes
-    assert len(covered) == len(ZOO) >= 18
+    assert len(k400) == 5  # plain R50, heavy R50 and the three non-local modes
+    assert len(covered) == len(ZOO) >= 19
 
 
 # --------------------------------------------------------------------------- parity
@@ -167,6 +167,29 @@ def test_key_names_follow_mmaction():
     ]:
         assert tuple(sd[key].shape) == shape, key
     assert "backbone.layer2.0.non_local_block.g.0.conv.weight" not in sd
+
+
+HEAVY = "i3d_imagenet-pretrained-r50-heavy_8xb8-32x2x1-100e_kinetics400-rgb"
+
+
+def test_heavy_row_inflates_every_block_and_keeps_temporal_resolution():
+    with torch.device("meta"):  # shapes only: no weights initialised, no arithmetic
+        heavy = build_model(ZOO[HEAVY])
+        plain = build_model(ZOO["i3d_imagenet-pretrained-r50_8xb8-32x2x1-100e_kinetics400-rgb"])
+    sd = heavy.state_dict()
+    for key, shape in [
+        ("backbone.conv1.conv.weight", (64, 3, 5, 7, 7)),
+        ("backbone.layer2.1.conv1.conv.weight", (128, 512, 3, 1, 1)),  # 1x1x1 in the plain row
+        ("backbone.layer3.5.conv1.conv.weight", (256, 1024, 3, 1, 1)),
+        ("backbone.layer4.0.conv1.conv.weight", (512, 1024, 3, 1, 1)),
+        ("backbone.layer4.2.conv1.conv.weight", (512, 2048, 3, 1, 1)),
+    ]:
+        assert tuple(sd[key].shape) == shape, key
+    assert heavy.backbone.conv1.conv.stride == (1, 2, 2) and heavy.backbone.maxpool.stride == (1, 2, 2)
+    # 32 input frames: plain halves T in conv1, pool1 and pool2 (-> 4), heavy only in pool2 (-> 16)
+    x = torch.empty(1, 3, 32, 64, 64, device="meta")
+    assert heavy.backbone(x).shape == (1, 2048, 16, 2, 2)
+    assert plain.backbone(x).shape == (1, 2048, 4, 2, 2)
 
 
 def test_smoke_model_trains_a_step():
@@ -247,9 +270,11 @@ def test_params_and_flops_reproduce_the_metafile(name):
     decimals = 1 if entry.mmaction == "1.x" else 2
     assert round(c.flops_as_published(entry.mmaction) / 1e9, decimals) == entry.published.gflops
     assert round(c.params / 1e6, decimals) == entry.published.params_m
-    if entry.arch.non_local_mode is None:
+    if entry.arch == Architecture():  # plain R50
         assert c.params == 28043472  # 0.x metafile, exact
         assert c.matmul_macs == 0
+    elif entry.arch.non_local_mode is None:  # heavy: same weights' shapes save the inflated taps
+        assert c.params == 33024208 and c.matmul_macs == 0
     else:
         assert c.flops_1x - c.flops_0x > 4e9  # the 0.x counter missed the non-local matmuls
 

@@ -130,7 +130,10 @@ class ClipDataset(torch.utils.data.Dataset):
             return plan_dense_sample_frames(total_frames, d.clip_len, d.frame_interval, d.num_clips,
                                             num_sample_positions=positions, test_mode=test_mode, seed=rng)
         clips = {"train": d.num_clips, "val": d.val_clips, "test": self.entry.test.num_clips}[split]
-        return plan_sample_frames(total_frames, d.clip_len, d.frame_interval, clips, test_mode=test_mode, seed=rng)
+        # val and test both use test-mode sampling, of the MMAction2 version the entry was
+        # evaluated with (0.x's validation used the same _get_test_clips as its test)
+        return plan_sample_frames(total_frames, d.clip_len, d.frame_interval, clips, test_mode=test_mode, seed=rng,
+                                  version=self.entry.test.sampler_version)
 
     def _geometry(self, frame_hw: tuple[int, int], rng) -> T.Geometry | None:
         d, (h, w) = self.entry.data, frame_hw

@@ -2,7 +2,15 @@
 
 The index arithmetic reproduces MMAction2 1.2.0 (``mmaction/datasets/transforms/loading.py``)
 for the arguments the I3D configurations use: in test mode the indices are identical, in
-training mode they follow the same distribution. Given a ``numpy.random.RandomState`` the
+training mode they follow the same distribution.
+
+Test-mode ``SampleFrames`` has two versions, chosen with ``version``: ``"1.x"`` (MMAction2
+>= 1.0, offsets spread evenly from the first to the last possible start) and ``"0.x"``
+(MMAction2 0.x, which tested the 2020 model zoo: each clip centred in one of ``num_clips``
+equal segments of the start positions). For 280 frames at 32x2x10 the clips start at
+0, 24, 48, 72, ... (1.x) and 10, 32, 54, 75, ... (0.x). Both are pinned by golden fixtures
+from each version's own code. Training mode and ``DenseSampleFrames`` are the same in both
+versions (0.x's goldens check that too), so they take no version. Given a ``numpy.random.RandomState`` the
 training draws are even the same numbers MMAction2 takes from ``np.random`` in the same state,
 because the same calls are made in the same order.
 
@@ -24,6 +32,7 @@ import numpy as np
 RandomSource = Union[None, int, np.random.Generator, np.random.RandomState, random.Random]
 
 OUT_OF_BOUND_OPTS = ("loop", "repeat_last")
+SAMPLER_VERSIONS = ("0.x", "1.x")  # which MMAction2's test-mode SampleFrames
 
 
 class FrameSample(NamedTuple):
@@ -113,7 +122,21 @@ def _train_offsets(rng, total_frames: int, ori_clip_len: int, num_clips: int) ->
     return np.zeros(num_clips, dtype=np.int64)
 
 
+def _test_offsets_0x(total_frames: int, clip_len: int, frame_interval: int, num_clips: int) -> np.ndarray:
+    """MMAction2 0.x: the ``total_frames - clip_len * frame_interval + 1`` start positions cut
+    into ``num_clips`` equal segments, each clip starting mid-segment (truncated)."""
+    # 0.x measures a clip as clip_len * frame_interval frames (one interval more than it
+    # spans) and has no special case for clip_len == 1.
+    ori_clip_len = clip_len * frame_interval
+    if total_frames < ori_clip_len:  # 0.x: `num_frames > ori_clip_len - 1` fails
+        return np.zeros(num_clips, dtype=np.int64)
+    avg_interval = (total_frames - ori_clip_len + 1) / float(num_clips)
+    # the same float operations in the same order as 0.x, then truncation (astype int)
+    return (np.arange(num_clips) * avg_interval + avg_interval / 2.0).astype(np.int64)
+
+
 def _test_offsets(total_frames: int, clip_len: int, frame_interval: int, num_clips: int) -> np.ndarray:
+    """MMAction2 1.x (PySlowFast-aligned since 1.0)."""
     if clip_len == 1:  # 2D models: the middle frame of each of num_clips equal segments
         avg_interval = total_frames / float(num_clips)
         return np.arange(num_clips) * avg_interval + avg_interval / 2.0
@@ -125,18 +148,27 @@ def _test_offsets(total_frames: int, clip_len: int, frame_interval: int, num_cli
     return np.array([max_offset // 2])
 
 
+def _check_version(version: str) -> None:
+    if version not in SAMPLER_VERSIONS:
+        raise ValueError(f"version must be one of {SAMPLER_VERSIONS} (which MMAction2's test-mode sampling), "
+                         f"got {version!r}")
+
+
 def plan_sample_frames(total_frames: int, clip_len: int, frame_interval: int = 1, num_clips: int = 1,
                        test_mode: bool = False, out_of_bound_opt: str = "loop",
-                       seed: RandomSource = None) -> FrameSample:
+                       seed: RandomSource = None, version: str = "1.x") -> FrameSample:
     """MMAction2 ``SampleFrames`` (no jitter, no twice-sample, no target fps) as a FrameSample.
 
-    Test mode is deterministic: ``num_clips`` clips whose first frames are spread evenly over
-    the video (one clip: centred). Training mode draws one random first frame per segment of
+    Test mode is deterministic: ``num_clips`` clips spread over the video, placed the way
+    MMAction2 ``version`` ("1.x" or "0.x", see the module doc) places them. Training mode
+    (the same in both versions) draws one random first frame per segment of
     ``total_frames / num_clips`` from ``seed``.
     """
     _check(total_frames, clip_len, frame_interval, num_clips)
+    _check_version(version)
     if test_mode:
-        offsets = _test_offsets(total_frames, clip_len, frame_interval, num_clips)
+        offsets_of = _test_offsets_0x if version == "0.x" else _test_offsets
+        offsets = offsets_of(total_frames, clip_len, frame_interval, num_clips)
     else:
         offsets = _train_offsets(as_rng(seed), total_frames, clip_len * frame_interval, num_clips)
     inds = _finish(offsets, total_frames, clip_len, frame_interval, out_of_bound_opt)
@@ -171,11 +203,12 @@ def plan_dense_sample_frames(total_frames: int, clip_len: int, frame_interval: i
 
 def sample_frames(total_frames: int, clip_len: int, frame_interval: int, num_clips: int,
                   test_mode: bool = False, out_of_bound_opt: str = "loop",
-                  seed: RandomSource = None) -> np.ndarray:
+                  seed: RandomSource = None, version: str = "1.x") -> np.ndarray:
     """0-based frame indices (int64, ``num_clips * clip_len``, clip-major) of MMAction2's
-    ``SampleFrames``; identical in test mode, same distribution in training mode."""
+    ``SampleFrames``; identical in test mode (to MMAction2 ``version``'s: "1.x" or "0.x"),
+    same distribution in training mode (where ``version`` makes no difference)."""
     return plan_sample_frames(total_frames, clip_len, frame_interval, num_clips,
-                              test_mode, out_of_bound_opt, seed).indices
+                              test_mode, out_of_bound_opt, seed, version).indices
 
 
 def dense_sample_frames(total_frames: int, clip_len: int, frame_interval: int, num_clips: int,
