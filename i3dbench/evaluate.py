@@ -28,6 +28,7 @@ import hashlib
 import json
 import os
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -147,7 +148,7 @@ def _sha256_json(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def dataset_fingerprint(dataset, ann_file=None) -> str:
+def dataset_fingerprint(dataset, ann_file=None, reference=None) -> str:
     """The dataset copy's fingerprint, the same number ``i3dbench data check`` prints.
 
     With ``ann_file`` and a dataset that has ``data_root``: sha256 over the sorted (relative
@@ -160,7 +161,10 @@ def dataset_fingerprint(dataset, ann_file=None) -> str:
     if ann_file is not None and root is not None:
         from .data.inventory import dataset_fingerprint as inventory_fingerprint
 
-        return inventory_fingerprint(_data_files(Path(root), dataset.records), Path(ann_file).read_bytes())
+        text = Path(ann_file).read_bytes()
+        if reference is not None:  # a list restricted to a reference list is another copy
+            text += b"\0intersect-with\0" + Path(reference).read_bytes()
+        return inventory_fingerprint(_data_files(Path(root), dataset.records), text)
     rows = [[str(r.path), int(r.label), getattr(r, "total_frames", None)] for r in dataset.records]
     return "list-sha256:" + _sha256_json(rows)
 
@@ -333,56 +337,112 @@ def resolve_weights(entry: ZooEntry, checkpoint, model) -> Weights:
 
 
 def _collate(batch):
-    return batch  # list of (views or failure, label, index): videos have their own view counts
+    return batch  # list of (views | DecodedVideo | DecodeFailure, label, index)
 
 
-def evaluate(
-    entry,
+@dataclass
+class EvalSpec:
+    """One model to evaluate on a shared input: its entry and weights, how views are averaged,
+    and the precision of its forward (see :func:`evaluate` for the fields)."""
+
+    entry: Any
+    checkpoint: Any = None
+    model: Optional[torch.nn.Module] = None
+    average_clips: Optional[str] = None
+    precision: str = "fp32"
+
+
+@dataclass
+class _Job:
+    """The state of one entry's evaluation inside :func:`evaluate_many`."""
+
+    entry: ZooEntry
+    weights: Weights
+    net: torch.nn.Module
+    average_clips: str
+    precision: str
+    parts: dict
+    key: str
+    lock: Optional[KeyLock] = None
+    my_path: Optional[Path] = None
+    final_path: Optional[Path] = None
+    reused: dict = field(default_factory=dict)
+    sources: list = field(default_factory=list)
+    todo: set = field(default_factory=set)
+    new_rows: list = field(default_factory=list)
+    fh: Any = None
+
+
+def evaluate(entry, data_root=None, ann_file=None, *, checkpoint=None, model: Optional[torch.nn.Module] = None,
+             average_clips: Optional[str] = None, precision: str = "fp32", **kw) -> EvalResult:
+    """Evaluate ``entry`` on the list ``ann_file`` under ``data_root``; write its predictions and record.
+
+    ``checkpoint``: a path or URL (default: the entry's published checkpoint, checked against its
+    published hash) loaded into ``build_model(entry)``, or pass a ready ``model`` (optionally
+    with ``checkpoint`` to load). ``average_clips``: "prob" or "score" (default: the entry's).
+    ``precision``: fp32, or bf16/fp16 autocast. The other keywords are :func:`evaluate_many`'s.
+    """
+    spec = EvalSpec(entry, checkpoint=checkpoint, model=model, average_clips=average_clips, precision=precision)
+    return evaluate_many([spec], data_root, ann_file, **kw)[0]
+
+
+def evaluate_many(
+    specs: list,
     data_root=None,
     ann_file=None,
     *,
-    checkpoint=None,
-    model: Optional[torch.nn.Module] = None,
     views: Optional[str] = None,
-    average_clips: Optional[str] = None,
     device: str = "cpu",
     out: Union[None, str, os.PathLike, RunDir] = None,
     num_workers: int = 2,
     batch_views: Optional[int] = None,
     decoder=None,
-    precision: str = "fp32",
     dataset=None,
     progress: bool = True,
     write: bool = True,
     fresh: bool = False,
     max_failures: int = 0,
     resume_search: Optional[list] = None,
-) -> EvalResult:
-    """Evaluate ``entry`` on the list ``ann_file`` under ``data_root``; write its predictions and record.
+    intersect_with=None,
+) -> list[EvalResult]:
+    """Evaluate several models that share one test input: every video is decoded once, its
+    views built once (per normalisation), and each model gets its own run key, predictions
+    file, resume state and record — the same numbers as evaluating them one by one.
 
-    ``checkpoint``: a path or URL (default: the entry's published checkpoint) loaded into
-    ``build_model(entry)``, or pass a ready ``model`` (optionally with ``checkpoint`` to load).
-    ``views``: "CLIPSxCROPS" override of the entry's test protocol (e.g. "10x3").
-    ``average_clips``: "prob" or "score" (default: the entry's, "prob").
+    ``specs``: :class:`EvalSpec` objects (or entries). Their entries must share
+    ``loader.input_key`` (``loader.group_by_input`` makes such groups).
+    ``views``: "CLIPSxCROPS" override of the test protocol (e.g. "10x3").
     ``batch_views``: views per forward (default: one video's views, as MMAction2's test).
     ``out``: the run folder (default: a new one under the runs root); predictions go to
-    ``<out>/predictions``, the record to ``<out>/records``.
+    ``<out>/predictions``, records to ``<out>/records``.
     ``fresh``: reuse nothing, even an interrupted run of the same key.
     ``resume_search``: folders searched for an interrupted run of the same key (default: this
     run folder and every run folder under the runs root).
-    ``dataset``: a ready dataset yielding ``(views uint8 V x 3 x T x H x W, label, index)`` and
-    listing ``.records`` (default: ``build_dataset(entry, "test", ...)`` with decode failures
-    reported). ``write=False`` skips the record (predictions are still written and sealed).
-    ``max_failures``: how many videos may fail to decode before the evaluation is incomplete.
-    Returns an :class:`EvalResult`; the record is written by rank 0 only.
+    ``dataset``: a ready dataset yielding ``(views uint8 V x 3 x T x H x W | DecodedVideo, label,
+    index)`` and listing ``.records`` (default: the entries' test dataset, frames handed over,
+    decode failures reported). ``write=False`` skips the records (predictions are still sealed).
+    ``max_failures``: how many videos may fail to decode before an evaluation is incomplete.
+    ``intersect_with``: a reference list (video/rawframe list or K400 CSV): only the listed videos
+    that it also holds are evaluated; the record names what was left out.
+    Returns one :class:`EvalResult` per spec; records are written by rank 0 only.
     """
+    from .loader import input_key
+
     started = now_iso()
-    entry = with_test_views(get_entry(entry), views)
-    average_clips = average_clips or entry.test.average_clips
-    if average_clips not in ("prob", "score"):
-        raise UsageError(f"--average-clips must be prob or score, got {average_clips!r}")
-    if precision not in ("fp32", "fp16", "bf16"):
-        raise UsageError(f"--precision must be fp32, fp16 or bf16, got {precision!r}")
+    specs = [s if isinstance(s, EvalSpec) else EvalSpec(s) for s in specs]
+    if not specs:
+        raise UsageError("nothing to evaluate: no entry given")
+    entries = [with_test_views(get_entry(s.entry), views) for s in specs]
+    if len({input_key(e) for e in entries}) > 1:
+        raise UsageError("entries with different test inputs cannot share one evaluation: "
+                         + ", ".join(e.name for e in entries) + " (evaluate them in separate groups)")
+    if len({e.name for e in entries}) < len(entries):
+        raise UsageError("an entry is listed twice: " + ", ".join(e.name for e in entries))
+    for s in specs:
+        if (s.average_clips or "prob") not in ("prob", "score"):
+            raise UsageError(f"--average-clips must be prob or score, got {s.average_clips!r}")
+        if s.precision not in ("fp32", "fp16", "bf16"):
+            raise UsageError(f"--precision must be fp32, fp16 or bf16, got {s.precision!r}")
     if batch_views is not None and int(batch_views) < 1:
         raise UsageError(f"--batch-views must be >= 1, got {batch_views}")
     if int(max_failures) < 0:
@@ -397,87 +457,99 @@ def evaluate(
     if write and rank == 0:
         ensure_writable(run.records)
 
+    restriction, data_warnings = None, []
     if dataset is None:
         from .data.dataset import build_dataset
+        from .data.validate import validate_records
 
         if data_root is None or ann_file is None:
             raise UsageError("evaluate needs --data-root and --ann (or a ready dataset)")
-        dataset = build_dataset(entry, "test", data_root, ann_file, decoder=decoder, normalize=False, on_error="report")
+        dataset = build_dataset(entries[0], "test", data_root, ann_file, decoder=decoder, normalize=False,
+                                on_error="report", handover="frames")
+        if intersect_with is not None:
+            from .data.copies import restrict_to_reference
+
+            restriction = restrict_to_reference(dataset.records, intersect_with, str(ann_file), entries[0].data.format)
+            dataset.records = restriction.kept
+        data_warnings = [str(w) for w in validate_records(dataset.records, entries[0], data_root, ann_file).warnings]
+        if progress and rank == 0:
+            for w in data_warnings[:20]:
+                print(f"warning: {w}", file=sys.stderr)
     num_listed = len(dataset)
     if num_listed == 0:
-        raise UserError(f"{ann_file or 'the dataset'}: the list has no videos; nothing to evaluate")
+        raise UserError(f"{ann_file or 'the dataset'}: the list has no videos"
+                        + (f" in common with {intersect_with}" if intersect_with is not None else "") + "; nothing to evaluate")
     decoder_obj = getattr(dataset, "decoder", None) or decoder
     decoder_name = getattr(decoder_obj, "name", decoder_obj)
     decoder_version = getattr(decoder_obj, "version", None)
+    fingerprint = dataset_fingerprint(dataset, ann_file, intersect_with)
+    per_video_views = getattr(dataset, "views_per_video", None) or entries[0].views_per_video
 
-    weights = resolve_weights(entry, checkpoint, model)
-    net = weights.model.to(device).eval()
-    fingerprint = dataset_fingerprint(dataset, ann_file)
-    per_video_views = getattr(dataset, "views_per_video", None) or entry.views_per_video
-    parts = run_key_parts(entry, weights=weights.key, dataset=fingerprint, average_clips=average_clips,
-                          precision=precision, device=device, decoder=decoder_name, decoder_version=decoder_version,
-                          batch_views=batch_views)
-    key = run_key(parts)
-
-    lock = KeyLock(key) if rank == 0 else None
-    if lock is not None:
-        lock.__enter__()
+    jobs = []
+    for s, e in zip(specs, entries):
+        weights = resolve_weights(e, s.checkpoint, s.model)
+        average = s.average_clips or e.test.average_clips
+        parts = run_key_parts(e, weights=weights.key, dataset=fingerprint, average_clips=average,
+                              precision=s.precision, device=device, decoder=decoder_name,
+                              decoder_version=decoder_version, batch_views=batch_views)
+        jobs.append(_Job(e, weights, weights.model.to(device).eval(), average, s.precision, parts, run_key(parts)))
     try:
-        return _evaluate_locked(
-            entry, dataset, net, weights, run, key, parts, average_clips, device, precision, batch_views,
-            num_workers, per_video_views, fingerprint, decoder_obj, fresh, resume_search, rank, world, progress,
-            write, started, int(max_failures), data_root, ann_file,
-        )
+        for job in jobs:
+            if rank == 0:
+                job.lock = KeyLock(job.key).__enter__()
+        _resume(jobs, run, fresh, resume_search, rank, world, num_listed)
+        everything = sorted(set().union(*(job.todo for job in jobs)))
+        _run_models(jobs, dataset, everything[rank::world], per_video_views, device, batch_views, num_workers,
+                    progress and rank == 0)
+        return [_finish(job, run, rank, world, num_listed, dataset, fingerprint, decoder_obj, per_video_views,
+                        batch_views, write, started, int(max_failures), data_root, ann_file, restriction,
+                        data_warnings) for job in jobs]
     finally:
-        if lock is not None:
-            lock.__exit__(None, None, None)
+        for job in jobs:
+            if job.lock is not None:
+                job.lock.__exit__(None, None, None)
 
 
-def _evaluate_locked(entry, dataset, net, weights, run, key, parts, average_clips, device, precision, batch_views,
-                     num_workers, per_video_views, fingerprint, decoder_obj, fresh, resume_search, rank, world,
-                     progress, write, started, max_failures, data_root, ann_file) -> EvalResult:
-    num_listed = len(dataset)
-    my_path = partial_path(run.predictions, entry.name, key, rank if world > 1 else None)
-    final_path = sealed_path(run.predictions, entry.name, key)
-
-    # What an interrupted run of this key already did (never a finished one: see predictions.py).
-    reused: dict[int, dict] = {}
-    sources: list[str] = []
-    if fresh:
-        if rank == 0:  # an interrupted run of this key in this folder is set aside, not continued
-            for p in find_interrupted(entry.name, key, [run.predictions]):
-                p.unlink()
-    else:
-        search = resume_search if resume_search is not None else [run.path, runs_root()]
-        if rank == 0:
-            for p in find_interrupted(entry.name, key, [Path(f) for f in search]):
-                sources.append(str(p))
+def _resume(jobs: list[_Job], run: RunDir, fresh: bool, resume_search, rank: int, world: int, num_listed: int) -> None:
+    """Each job's rows from an interrupted run of its key (never a finished one), and what is left."""
+    for job in jobs:
+        job.my_path = partial_path(run.predictions, job.entry.name, job.key, rank if world > 1 else None)
+        job.final_path = sealed_path(run.predictions, job.entry.name, job.key)
+        if fresh:
+            if rank == 0:  # an interrupted run of this key in this folder is set aside, not continued
+                for p in find_interrupted(job.entry.name, job.key, [run.predictions]):
+                    p.unlink()
+        elif rank == 0:
+            search = resume_search if resume_search is not None else [run.path, runs_root()]
+            for p in find_interrupted(job.entry.name, job.key, [Path(f) for f in search]):
+                job.sources.append(str(p))
                 adopt(p, run.predictions)
     _all_gather(None, world)  # a barrier: rank 0 has moved the partial files in
-    if not fresh:
-        for p in find_interrupted(entry.name, key, [run.predictions]):
-            for i, row in read_predictions(p, repair=(p == my_path.resolve())).items():
-                reused.setdefault(i, row)
-    done_everywhere = set().union(*_all_gather(set(reused), world))
-    reused_count = len(done_everywhere)
-    todo = [i for i in range(num_listed) if i not in done_everywhere][rank::world]
+    for job in jobs:
+        if not fresh:
+            for p in find_interrupted(job.entry.name, job.key, [run.predictions]):
+                for i, row in read_predictions(p, repair=(p == job.my_path.resolve())).items():
+                    job.reused.setdefault(i, row)
+        done_everywhere = set().union(*_all_gather(set(job.reused), world))
+        job.todo = {i for i in range(num_listed) if i not in done_everywhere}
 
-    new_rows = _run_model(
-        net, dataset, todo, entry, per_video_views, device, average_clips, precision, batch_views, num_workers,
-        my_path, progress and rank == 0,
-    )
 
-    mine = dict(reused)
-    for row in new_rows:
+def _finish(job: _Job, run, rank, world, num_listed, dataset, fingerprint, decoder_obj, per_video_views, batch_views,
+            write, started, max_failures, data_root, ann_file, restriction, data_warnings) -> EvalResult:
+    """Gather the job's rows, seal its predictions, and write its record."""
+    entry = job.entry
+    mine = dict(job.reused)
+    for row in job.new_rows:
         mine.setdefault(row["i"], row)
     rows: dict[int, dict] = {}
     for part in _all_gather(mine, world):
         for i, row in part.items():
             rows.setdefault(i, row)
+    reused_count = len(set().union(*_all_gather(set(job.reused), world)))
 
-    partials = find_interrupted(entry.name, key, [run.predictions])
+    partials = find_interrupted(entry.name, job.key, [run.predictions])
     if rank == 0:
-        write_sealed(final_path, rows)
+        write_sealed(job.final_path, rows)
     if world > 1:
         import torch.distributed as dist
 
@@ -489,25 +561,25 @@ def _evaluate_locked(entry, dataset, net, weights, run, key, parts, average_clip
     metrics = metrics_from_rows(rows, num_listed)
     failures = [{k: rows[i][k] for k in ("i", "video", "label", "error")} for i in sorted(rows) if "error" in rows[i]]
     comparison = compare_with_published(entry, metrics) if metrics.get("num_videos") else {}
-    obtained = ({"how": "resumed", "rows_reused": reused_count, "reused_from": sorted(set(sources)),
+    obtained = ({"how": "resumed", "rows_reused": reused_count, "reused_from": sorted(set(job.sources)),
                  "rows_computed": len(rows) - reused_count}
                 if reused_count else {"how": "computed", "rows_computed": len(rows)})
     conditions = collect_conditions(
-        device, precision=precision, batch=max(1, (batch_views or per_video_views) // per_video_views),
+        device_of(job.net), precision=job.precision, batch=max(1, (batch_views or per_video_views) // per_video_views),
         views=per_video_views, decoder=decoder_obj, dataset_fingerprint=fingerprint,
-        checkpoint_sha256=weights.sha256, checkpoint_verified=weights.verified, time=started,
+        checkpoint_sha256=job.weights.sha256, checkpoint_verified=job.weights.verified, time=started,
     )
     result = EvalResult(
         entry=entry.name, metrics=metrics, num_listed=num_listed, num_evaluated=metrics["num_videos"],
-        failures=failures, predictions_path=final_path, record_path=None, comparison=comparison, run_key=key,
+        failures=failures, predictions_path=job.final_path, record_path=None, comparison=comparison, run_key=job.key,
         obtained=obtained, conditions=conditions, max_failures=max_failures,
     )
     if write and rank == 0:
         method = {
             "name": "eval",
-            "protocol": protocol_label(entry, average_clips),
+            "protocol": protocol_label(entry, job.average_clips),
             "views": views_label(entry),
-            "average_clips": average_clips,
+            "average_clips": job.average_clips,
             "sampler_version": entry.test.sampler_version,
             "interval": "exact (Clopper-Pearson) 95%",
             "batch_views": batch_views or per_video_views,
@@ -515,9 +587,9 @@ def _evaluate_locked(entry, dataset, net, weights, run, key, parts, average_clip
             "resize_backend": entry.data.resize_backend,
         }
         extra = {
-            "predictions": os.path.relpath(final_path, run.path),
-            "run_key": key,
-            "run_key_parts": {k: v for k, v in parts.items() if k != "entry"},
+            "predictions": os.path.relpath(job.final_path, run.path),
+            "run_key": job.key,
+            "run_key_parts": {k: v for k, v in job.parts.items() if k != "entry"},
             "evaluated": f"{metrics['num_videos']} of {num_listed}",
             "complete": result.complete,
             "max_failures": max_failures,
@@ -526,62 +598,103 @@ def _evaluate_locked(entry, dataset, net, weights, run, key, parts, average_clip
             "per_video": per_video(rows, num_listed),
             "data_root": str(data_root) if data_root is not None else None,
             "ann_file": str(ann_file) if ann_file is not None else None,
-            "weights": "checkpoint" if weights.sha256 else weights.key,
+            "weights": "checkpoint" if job.weights.sha256 else job.weights.key,
+            "data_warnings": data_warnings[:100],
         }
+        if restriction is not None:
+            extra["restricted_to"] = {"reference": restriction.comparison.reference,
+                                      "kept": len(restriction.kept), "dropped": len(restriction.dropped),
+                                      "dropped_ids": [str(r.path) for r in restriction.dropped][:1000]}
         result.record_path = write_record(
             make_record(entry.name, "eval", metrics, conditions, method, obtained=obtained, extra=extra), run.records)
     return result
 
 
-def _run_model(model, dataset, todo, entry, per_video_views, device, average_clips, precision, batch_views,
-               num_workers, path, progress):
-    """Evaluate the videos ``todo``, appending one row per video to ``path``; returns the rows."""
+def device_of(net: torch.nn.Module) -> str:
+    p = next(iter(net.parameters()), None)
+    return str(p.device) if p is not None else "cpu"
+
+
+def _run_models(jobs: list[_Job], dataset, todo: list[int], per_video_views: int, device: str, batch_views, num_workers,
+                progress: bool) -> None:
+    """Decode each video of ``todo`` once, build its views once per normalisation, and run the
+    models that still need it; each job's rows are appended to its partial file as they come."""
     from torch.utils.data import DataLoader, Subset
     from tqdm import tqdm
 
+    from .data.dataset import DecodedVideo
     from .data.transforms import normalize
+    from .loader import views_from_decoded
 
     if not todo:
-        return []
+        return
     videos_per_step = max(1, (batch_views or per_video_views) // per_video_views)
-    loader = DataLoader(
-        Subset(dataset, todo), batch_size=videos_per_step, shuffle=False, num_workers=num_workers,
-        collate_fn=_collate, pin_memory=device.startswith("cuda"), persistent_workers=False,
-    )
-    autocast_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision)
-    device_type = torch.device(device).type
+    loader = DataLoader(Subset(dataset, todo), batch_size=videos_per_step, shuffle=False, num_workers=num_workers,
+                        collate_fn=_collate, pin_memory=device.startswith("cuda"), persistent_workers=False)
     chunk = batch_views or per_video_views
-    out: list[dict] = []
-    bar = tqdm(total=len(todo), unit="video", desc=f"eval {entry.name}: decode+forward", disable=not progress,
+    device_type = torch.device(device).type
+    names = ", ".join(j.entry.name for j in jobs)
+    bar = tqdm(total=len(todo), unit="video", desc=f"eval {names}: decode+views+forward", disable=not progress,
                dynamic_ncols=True)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as fh, torch.inference_mode():
-        for batch in loader:
-            rows, ok = [], []
-            for views, label, index in batch:
-                video = str(dataset.records[index].path)
-                if isinstance(views, torch.Tensor):
-                    ok.append((views, int(label), int(index), video))
-                else:  # a DecodeFailure (dataset on_error="report")
-                    reason = getattr(views, "reason", None) or str(views)
-                    rows.append({"i": int(index), "video": video, "label": int(label), "error": str(reason)})
-            if ok:
-                counts = [v.shape[0] for v, *_ in ok]
-                x = torch.cat([v for v, *_ in ok])
-                logits = []
-                for start in range(0, x.shape[0], chunk):
-                    xb = normalize(x[start:start + chunk], entry.data.mean, entry.data.std, device=device)
-                    with torch.autocast(device_type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-                        logits.append(model(xb).float())
-                logits = torch.cat(logits)
-                scores = torch.cat([average_views(part, n, average_clips) for part, n in zip(logits.split(counts), counts)])
-                scores = scores.cpu().numpy()
-                top = topk_classes(scores, TOPK_SAVED)
-                for (_, label, index, video), s, t in zip(ok, scores, top):
-                    rows.append({"i": index, "video": video, "label": label, "top5": t.tolist(),
-                                 "scores": [float(v) for v in s[t]]})
-            append_rows(fh, rows)
-            out.extend(rows)
-            bar.update(len(batch))
-    bar.close()
-    return out
+    for job in jobs:
+        job.my_path.parent.mkdir(parents=True, exist_ok=True)
+        job.fh = open(job.my_path, "a")
+    try:
+        with torch.inference_mode():
+            for batch in loader:
+                per_job = {id(j): [] for j in jobs}
+                ok = []
+                for item, label, index in batch:
+                    video = str(dataset.records[index].path)
+                    if isinstance(item, (torch.Tensor, DecodedVideo)):
+                        ok.append((item, int(label), int(index), video))
+                        continue
+                    reason = str(getattr(item, "reason", None) or item)  # a DecodeFailure
+                    for j in jobs:
+                        if index in j.todo:
+                            per_job[id(j)].append({"i": int(index), "video": video, "label": int(label), "error": reason})
+                views_cache: dict = {}
+                for j in jobs:
+                    mine = [o for o in ok if o[2] in j.todo]
+                    if mine:
+                        per_job[id(j)] += _score(j, mine, views_cache, device, device_type, chunk, normalize,
+                                                 views_from_decoded)
+                for j in jobs:
+                    append_rows(j.fh, per_job[id(j)])
+                    j.new_rows += per_job[id(j)]
+                bar.update(len(batch))
+    finally:
+        for j in jobs:
+            if j.fh is not None:
+                j.fh.close()
+                j.fh = None
+        bar.close()
+
+
+def _score(job: _Job, items: list, views_cache: dict, device, device_type, chunk, normalize, views_from_decoded) -> list:
+    """Rows of ``job`` for decoded ``items``: views (shared through ``views_cache`` by every job
+    with the same normalisation), forward in chunks of views, view averaging, top-5."""
+    d = job.entry.data
+    norm = (tuple(d.mean), tuple(d.std))
+    tensors = []
+    for item, _, index, _ in items:
+        key = (index, norm)
+        if key not in views_cache:
+            if isinstance(item, torch.Tensor):  # a dataset that hands over uint8 views
+                views_cache[key] = normalize(item, d.mean, d.std, device=device)
+            else:
+                views_cache[key] = views_from_decoded(item, job.entry, device)
+        tensors.append(views_cache[key])
+    counts = [v.shape[0] for v in tensors]
+    x = torch.cat(tensors) if len(tensors) > 1 else tensors[0]
+    autocast_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(job.precision)
+    logits = []
+    for start in range(0, x.shape[0], chunk):
+        with torch.autocast(device_type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            logits.append(job.net(x[start:start + chunk]).float())
+    logits = torch.cat(logits)
+    scores = torch.cat([average_views(part, n, job.average_clips) for part, n in zip(logits.split(counts), counts)])
+    scores = scores.cpu().numpy()
+    top = topk_classes(scores, TOPK_SAVED)
+    return [{"i": index, "video": video, "label": label, "top5": t.tolist(), "scores": [float(v) for v in s[t]]}
+            for (_, label, index, video), s, t in zip(items, scores, top)]

@@ -168,7 +168,8 @@ def run_all(
     """Do everything this machine can (see the module docstring); returns what happened."""
     import torch
 
-    from .evaluate import check_device, evaluate
+    from .evaluate import EvalSpec, check_device, evaluate_many
+    from .loader import group_by_input
     from .measure import bench_pair, measure_zoo_cpu
     from .provenance import environment_report
     from .report import render_report, zoo_table_markdown
@@ -185,7 +186,7 @@ def run_all(
     smoke = [e for e in entries.values() if e.dataset == "synthetic"]
     full = [e for e in entries.values() if e.dataset != "synthetic"]
     gpu = device.startswith("cuda")
-    total = 2 + len(smoke) + (len(full) if k400 and gpu else 0) + (
+    total = 2 + len(group_by_input(smoke)) + (len(group_by_input(full)) if k400 and gpu else 0) + (
         len(smoke) + ((len(full) if gpu else 1) if full else 0) if measure else 0)
     step = _Steps(summary, total, progress)
 
@@ -197,16 +198,20 @@ def run_all(
                 summary.errors.append((f"eval {res.entry}", f"incomplete: {reason}", EXIT_USAGE))
 
     step("environment (env.txt)", lambda: run.env_file.write_text(environment_report()))
-    for entry in smoke:
-        def eval_smoke(entry=entry):
+    # Entries that share their test input are evaluated together: one decode per video for all.
+    for group in group_by_input(smoke):
+        def eval_smoke(group=group):
             # A shipped checkpoint is resolved by evaluate() itself, so that its record says it
             # was checked against the published hash; a trained one is passed as a file.
-            ckpt = None if entry.checkpoint.url else smoke_checkpoint(entry, train_missing, device, run.records)
-            data_root, ann = smoke_data(entry)
-            return evaluate(entry, data_root, ann, checkpoint=ckpt, device=device, out=run, num_workers=num_workers,
-                            progress=progress)
+            specs = [EvalSpec(e, checkpoint=None if e.checkpoint.url else
+                              smoke_checkpoint(e, train_missing, device, run.records)) for e in group]
+            return evaluate_many(specs, *smoke_data(group[0]), device=device, out=run, num_workers=num_workers,
+                                 progress=progress)
 
-        record(step(f"eval {entry.name} (shipped checkpoint, synthetic val set)", eval_smoke))
+        for res in step(f"eval {', '.join(e.name for e in group)} (shipped checkpoints, synthetic val set)",
+                        eval_smoke) or []:
+            record(res)
+    runnable = []
     for e in full:
         if k400 is None:
             summary.skipped.append((f"eval {e.name}", "no Kinetics-400 copy (set I3DBENCH_K400_ROOT and I3DBENCH_K400_ANN)"))
@@ -215,8 +220,11 @@ def run_all(
         elif e.data.format != k400[2]:
             summary.skipped.append((f"eval {e.name}", f"the Kinetics-400 copy holds {k400[2]}, the entry reads {e.data.format}"))
         else:
-            record(step(f"eval {e.name}", evaluate, e, k400[0], k400[1], device=device, out=run,
-                        num_workers=max(num_workers, 4), progress=progress))
+            runnable.append(e)
+    for group in group_by_input(runnable):
+        for res in step(f"eval {', '.join(e.name for e in group)}", evaluate_many, group, k400[0], k400[1],
+                        device=device, out=run, num_workers=max(num_workers, 4), progress=progress) or []:
+            record(res)
     if measure:
         for e in smoke:
             summary.records += step(f"bench {e.name} (published, then fast protocol)", bench_pair, e, device,

@@ -20,54 +20,66 @@ def _obtained_line(obtained: dict) -> str:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from ..evaluate import evaluate
+    from ..evaluate import EvalSpec, evaluate_many
+    from ..loader import group_by_input
     from ..runner import smoke_checkpoint, smoke_data
     from ..runs import open_run_dir
 
     entries = [resolve_entry(name, args.zoo) for name in args.names]
+    if args.checkpoint is not None and len(entries) > 1:
+        raise UsageError("--checkpoint names one file: give one entry with it, or evaluate each entry's own checkpoint")
     run = open_run_dir(args.out)
     worst = 0
-    for entry in entries:
-        data_root, ann, checkpoint = args.data_root, args.ann, args.checkpoint
-        if entry.dataset == "synthetic":  # defaults: the synthetic val split, the shipped smoke checkpoint
-            if data_root is None or ann is None:
-                data_root, ann = smoke_data(entry)
-            if checkpoint is None and entry.checkpoint.url is None:  # shipped ones: evaluate() checks the hash
-                checkpoint = smoke_checkpoint(entry, train_if_missing=False)
+    # Entries that share their test input are evaluated together: one decode per video for all.
+    for group in group_by_input(entries):
+        first = group[0]
+        data_root, ann = args.data_root, args.ann
+        if first.dataset == "synthetic" and (data_root is None or ann is None):
+            data_root, ann = smoke_data(first)  # the synthetic val split
         if data_root is None or ann is None:
-            raise UsageError(f"eval {entry.name}: --data-root and --ann are needed for a {entry.dataset} entry")
-        res = evaluate(
-            entry, data_root, ann, checkpoint=checkpoint, views=args.views, average_clips=args.average_clips,
-            device=args.device, out=run, num_workers=args.workers, batch_views=args.batch_views,
-            decoder=args.decoder, precision=args.precision, fresh=args.fresh, max_failures=args.max_failures,
-            progress=not args.quiet,
+            raise UsageError(f"eval {first.name}: --data-root and --ann are needed for a {first.dataset} entry")
+        specs = []
+        for e in group:
+            checkpoint = args.checkpoint
+            if checkpoint is None and e.dataset == "synthetic" and e.checkpoint.url is None:
+                checkpoint = smoke_checkpoint(e, train_if_missing=False)  # shipped ones: evaluate() checks the hash
+            specs.append(EvalSpec(e, checkpoint=checkpoint, average_clips=args.average_clips, precision=args.precision))
+        results = evaluate_many(
+            specs, data_root, ann, views=args.views, device=args.device, out=run, num_workers=args.workers,
+            batch_views=args.batch_views, decoder=args.decoder, fresh=args.fresh, max_failures=args.max_failures,
+            progress=not args.quiet, intersect_with=args.intersect_with,
         )
         if int(os.environ.get("RANK", "0")) != 0:
             continue  # under torchrun rank 0 gathers and reports
-        from ..report import fmt_interval
-
-        m = res.metrics
-        if m.get("num_videos"):
-            print(f"{res.entry}: top-1 {fmt_interval(m.get('top1'), m.get('top1_interval'))} %, "
-                  f"top-5 {fmt_interval(m.get('top5'), m.get('top5_interval'))} %, "
-                  f"mean class {m['mean_class_accuracy']:.2f} % | evaluated {res.num_evaluated} of {res.num_listed}"
-                  + (f" ({len(res.failures)} failed to decode)" if res.failures else ""))
-        for key, c in res.comparison.items():
-            print(f"  {key}: published {c['published']:.2f}, delta {c['delta']:+.2f}, "
-                  f"{'within' if c['within'] else 'OUTSIDE'} tolerance {c['tolerance']:g} "
-                  f"(exact 95% [{c['interval'][0]:.2f}, {c['interval'][1]:.2f}])")
-        print(f"  {_obtained_line(res.obtained)} | run key {res.run_key}")
-        print(f"  predictions {res.predictions_path}" + (f" | record {res.record_path}" if res.record_path else ""))
-        reason = res.incomplete_reason()
-        if reason:
-            for f in res.failures[:20]:
-                print(f"  failed: {f['video']}: {f['error']}", file=sys.stderr)
-            if len(res.failures) > 20:
-                print(f"  ... {len(res.failures) - 20} more in {res.predictions_path}", file=sys.stderr)
-            print(f"eval {res.entry}: INCOMPLETE: {reason}; the record says so and the gate cannot judge it",
-                  file=sys.stderr)
-            worst = 2
+        for res in results:
+            worst = max(worst, _print_eval(res))
     return worst
+
+
+def _print_eval(res) -> int:
+    from ..report import fmt_interval
+
+    m = res.metrics
+    if m.get("num_videos"):
+        print(f"{res.entry}: top-1 {fmt_interval(m.get('top1'), m.get('top1_interval'))} %, "
+              f"top-5 {fmt_interval(m.get('top5'), m.get('top5_interval'))} %, "
+              f"mean class {m['mean_class_accuracy']:.2f} % | evaluated {res.num_evaluated} of {res.num_listed}"
+              + (f" ({len(res.failures)} failed to decode)" if res.failures else ""))
+    for key, c in res.comparison.items():
+        print(f"  {key}: published {c['published']:.2f}, delta {c['delta']:+.2f}, "
+              f"{'within' if c['within'] else 'OUTSIDE'} tolerance {c['tolerance']:g} "
+              f"(exact 95% [{c['interval'][0]:.2f}, {c['interval'][1]:.2f}])")
+    print(f"  {_obtained_line(res.obtained)} | run key {res.run_key}")
+    print(f"  predictions {res.predictions_path}" + (f" | record {res.record_path}" if res.record_path else ""))
+    reason = res.incomplete_reason()
+    if not reason:
+        return 0
+    for f in res.failures[:20]:
+        print(f"  failed: {f['video']}: {f['error']}", file=sys.stderr)
+    if len(res.failures) > 20:
+        print(f"  ... {len(res.failures) - 20} more in {res.predictions_path}", file=sys.stderr)
+    print(f"eval {res.entry}: INCOMPLETE: {reason}; the record says so and the gate cannot judge it", file=sys.stderr)
+    return 2
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -116,7 +128,9 @@ def add_parsers(sub) -> None:
     """eval, report, gate, run, publish, env: the benchmark loop."""
     p = sub.add_parser(
         "eval", help="evaluate entries with their published test protocol (resumable)",
-        description="Evaluate zoo entries on a dataset copy with their published test protocol. The run writes "
+        description="Evaluate zoo entries on a dataset copy with their published test protocol. Entries that share "
+        "their test input (data variant, sampler, views, crop, resize) are evaluated together: each video is decoded "
+        "once for all of them, and each still gets its own predictions and record. The run writes "
         "into its own folder (--out, default runs/<time>-<host>/): predictions/ and records/. Rerunning the same "
         "command resumes an interrupted evaluation of the same run key (never a finished one); --fresh reuses "
         "nothing. Exit 2 when more than --max-failures videos failed to decode.",
@@ -135,6 +149,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--decoder", choices=["decord", "pyav"], help="video decoder for video entries (default decord)")
     p.add_argument("--out", type=Path, help="run folder (default: a new runs/<UTC time>-<host>/)")
     p.add_argument("--fresh", action="store_true", help="reuse nothing, not even an interrupted run of the same key")
+    p.add_argument("--intersect-with", type=Path, metavar="REF_LIST",
+                   help="evaluate only the listed videos that this reference list (video/rawframe list or K400 CSV) "
+                   "also holds; the record names what was left out")
     p.add_argument("--max-failures", type=positive_int.allow_zero, default=0,
                    help="videos allowed to fail to decode before the evaluation is incomplete (exit 2; default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -55,6 +55,26 @@ class DecodeFailure:
     reason: str
 
 
+@dataclass
+class DecodedVideo:
+    """A test video as the workers hand it over (``handover="frames"``): the distinct frames the
+    test clips need, decoded once at native resolution, and which of them make up each clip.
+
+    ``frames``: ``U x H x W x 3`` uint8; ``clips``: ``C x T`` int64 indices into ``frames`` (clip
+    ``c``'s ``t``-th frame). Resize, crops, normalisation and layout are the evaluating process's
+    job (``i3dbench.loader.views_from_decoded``), so no per-view copy is made in a worker.
+    """
+
+    index: int
+    label: int
+    frames: torch.Tensor
+    clips: np.ndarray
+
+    def pin_memory(self) -> DecodedVideo:  # DataLoader(pin_memory=True) calls this in its pinning thread
+        self.frames = self.frames.pin_memory()
+        return self
+
+
 @dataclass(frozen=True)
 class ItemPlan:
     """Everything random or size-dependent about one item, decided before any pixel is touched."""
@@ -71,9 +91,12 @@ class ClipDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, entry, split: str, records: Sequence[Any], data_root: str | os.PathLike, decoder,
-                 normalize: bool = False, on_error: str = "raise", seed: int | None = None):
+                 normalize: bool = False, on_error: str = "raise", seed: int | None = None, handover: str = "views"):
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        if handover not in ("views", "frames") or (handover == "frames" and split != "test"):
+            raise ValueError(f"handover must be 'views', or 'frames' for the test split, got {handover!r} ({split})")
+        self.handover = handover
         if on_error not in ON_ERROR:
             raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
         self.entry = entry
@@ -158,6 +181,18 @@ class ClipDataset(torch.utils.data.Dataset):
         n = getattr(self.records[index], "total_frames", None)
         return int(n) if n is not None else self.decoder.num_frames(self.path(index))
 
+    def decode(self, index: int) -> DecodedVideo:
+        """Decode the distinct frames of test item ``index`` (native resolution) and its clip plan."""
+        path = self.path(index)
+        total = self.total_frames(index)
+        if total < 1:
+            raise DecodeError(path, "it has no frames (0 in the container / annotation)")
+        sample = self._sample(total, None)
+        wanted, positions = _frames_to_decode(sample.indices, contiguous_ok=self.decoder.name != "rawframes")
+        frames = self.decoder.read(path, wanted)  # each distinct frame decoded once
+        return DecodedVideo(int(index), int(self.records[index].label), frames,
+                            np.asarray(positions, dtype=np.int64).reshape(sample.num_clips, sample.clip_len))
+
     def load(self, index: int) -> tuple[torch.Tensor, ItemPlan]:
         """Decode and transform item ``index``: views ``V x 3 x T x H x W`` (uint8, or float
         normalised when the dataset normalises) and its plan."""
@@ -187,6 +222,8 @@ class ClipDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int):
         label = int(self.records[index].label)
         try:
+            if self.handover == "frames":
+                return self.decode(index), label, index
             views, _ = self.load(index)
         except DecodeError as err:
             if self.on_error == "raise":
@@ -237,7 +274,8 @@ def default_decoder(entry, name: str | None = None):
 
 
 def build_dataset(entry, split: str, data_root: str | os.PathLike, ann_file: str | os.PathLike, decoder=None,
-                  normalize: bool = False, on_error: str = "raise", seed: int | None = None) -> ClipDataset:
+                  normalize: bool = False, on_error: str = "raise", seed: int | None = None,
+                  handover: str = "views") -> ClipDataset:
     """The dataset of ``entry`` (a ZooEntry or its name) for ``split`` in train/val/test.
 
     ``ann_file``: a rawframe list (``<dir> <total_frames> <label>``) for rawframes entries, a
@@ -246,6 +284,8 @@ def build_dataset(entry, split: str, data_root: str | os.PathLike, ann_file: str
     ``on_error="report"``: an undecodable video yields ``(DecodeFailure, label, index)``
     instead of raising :class:`~i3dbench.data.decoders.DecodeError`.
     ``seed``: base of the per-item training draws (None: a fresh random one).
+    ``handover="frames"`` (test split): items are :class:`DecodedVideo` (decoded frames + clip
+    plan) instead of views; the evaluation builds the views (``i3dbench.loader``).
     The list is refused (AnnotationError naming file and line) when a label is outside the
     entry's classes, a path leaves the data root or holds whitespace, or it lists no video.
     """
@@ -264,7 +304,8 @@ def build_dataset(entry, split: str, data_root: str | os.PathLike, ann_file: str
         hint=f"`i3dbench data check {data_root} --ann {ann_file} --entry {entry.name}` lists them all")
     if decoder is None or isinstance(decoder, str):
         decoder = default_decoder(entry, decoder)
-    return ClipDataset(entry, split, records, data_root, decoder, normalize=normalize, on_error=on_error, seed=seed)
+    return ClipDataset(entry, split, records, data_root, decoder, normalize=normalize, on_error=on_error, seed=seed,
+                       handover=handover)
 
 
 def collate_views(batch):
