@@ -409,8 +409,10 @@ def evaluate_many(
     views built once (per normalisation), and each model gets its own run key, predictions
     file, resume state and record — the same numbers as evaluating them one by one.
 
-    ``specs``: :class:`EvalSpec` objects (or entries). Their entries must share
-    ``loader.input_key`` (``loader.group_by_input`` makes such groups).
+    ``specs``: :class:`EvalSpec` objects (or entries). Their entries must decode the same frames
+    (``loader.decode_key``; ``loader.group_by_input`` makes groups that also share the views).
+    Views are built once per view setting and normalisation, and a forward is shared by specs
+    with the same weights, views and precision (e.g. averaging variants of one model).
     ``views``: "CLIPSxCROPS" override of the test protocol (e.g. "10x3").
     ``batch_views``: views per forward (default: one video's views, as MMAction2's test).
     ``out``: the run folder (default: a new one under the runs root); predictions go to
@@ -426,18 +428,16 @@ def evaluate_many(
     that it also holds are evaluated; the record names what was left out.
     Returns one :class:`EvalResult` per spec; records are written by rank 0 only.
     """
-    from .loader import input_key
+    from .loader import decode_key
 
     started = now_iso()
     specs = [s if isinstance(s, EvalSpec) else EvalSpec(s) for s in specs]
     if not specs:
         raise UsageError("nothing to evaluate: no entry given")
     entries = [with_test_views(get_entry(s.entry), views) for s in specs]
-    if len({input_key(e) for e in entries}) > 1:
+    if len({decode_key(e) for e in entries}) > 1:
         raise UsageError("entries with different test inputs cannot share one evaluation: "
                          + ", ".join(e.name for e in entries) + " (evaluate them in separate groups)")
-    if len({e.name for e in entries}) < len(entries):
-        raise UsageError("an entry is listed twice: " + ", ".join(e.name for e in entries))
     for s in specs:
         if (s.average_clips or "prob") not in ("prob", "score"):
             raise UsageError(f"--average-clips must be prob or score, got {s.average_clips!r}")
@@ -493,6 +493,9 @@ def evaluate_many(
                               precision=s.precision, device=device, decoder=decoder_name,
                               decoder_version=decoder_version, batch_views=batch_views)
         jobs.append(_Job(e, weights, weights.model.to(device).eval(), average, s.precision, parts, run_key(parts)))
+    if len({j.key for j in jobs}) < len(jobs):
+        raise UsageError("the same evaluation is listed twice (same entry, weights and settings): "
+                         + ", ".join(e.name for e in entries))
     try:
         for job in jobs:
             if rank == 0:
@@ -654,11 +657,12 @@ def _run_models(jobs: list[_Job], dataset, todo: list[int], per_video_views: int
                         if index in j.todo:
                             per_job[id(j)].append({"i": int(index), "video": video, "label": int(label), "error": reason})
                 views_cache: dict = {}
+                logits_cache: dict = {}
                 for j in jobs:
                     mine = [o for o in ok if o[2] in j.todo]
                     if mine:
-                        per_job[id(j)] += _score(j, mine, views_cache, device, device_type, chunk, normalize,
-                                                 views_from_decoded)
+                        per_job[id(j)] += _score(j, mine, views_cache, logits_cache, device, device_type, chunk,
+                                                 normalize, views_from_decoded)
                 for j in jobs:
                     append_rows(j.fh, per_job[id(j)])
                     j.new_rows += per_job[id(j)]
@@ -671,28 +675,35 @@ def _run_models(jobs: list[_Job], dataset, todo: list[int], per_video_views: int
         bar.close()
 
 
-def _score(job: _Job, items: list, views_cache: dict, device, device_type, chunk, normalize, views_from_decoded) -> list:
+def _score(job: _Job, items: list, views_cache: dict, logits_cache: dict, device, device_type, chunk, normalize,
+           views_from_decoded) -> list:
     """Rows of ``job`` for decoded ``items``: views (shared through ``views_cache`` by every job
-    with the same normalisation), forward in chunks of views, view averaging, top-5."""
+    with the same view settings and normalisation), forward in chunks of views (shared through
+    ``logits_cache`` by jobs with the same model object, views and precision), view averaging, top-5."""
+    from .loader import view_key
+
     d = job.entry.data
-    norm = (tuple(d.mean), tuple(d.std))
+    vkey = (view_key(job.entry), tuple(d.mean), tuple(d.std))
+    # the same model object (the sweep passes one to all its variants) with the same views and precision
+    lkey = (vkey, id(job.net), job.precision, tuple(i for _, _, i, _ in items))
     tensors = []
-    for item, _, index, _ in items:
-        key = (index, norm)
-        if key not in views_cache:
-            if isinstance(item, torch.Tensor):  # a dataset that hands over uint8 views
-                views_cache[key] = normalize(item, d.mean, d.std, device=device)
-            else:
-                views_cache[key] = views_from_decoded(item, job.entry, device)
-        tensors.append(views_cache[key])
-    counts = [v.shape[0] for v in tensors]
-    x = torch.cat(tensors) if len(tensors) > 1 else tensors[0]
-    autocast_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(job.precision)
-    logits = []
-    for start in range(0, x.shape[0], chunk):
-        with torch.autocast(device_type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-            logits.append(job.net(x[start:start + chunk]).float())
-    logits = torch.cat(logits)
+    if lkey not in logits_cache:
+        for item, _, index, _ in items:
+            key = (index, vkey)
+            if key not in views_cache:
+                if isinstance(item, torch.Tensor):  # a dataset that hands over uint8 views
+                    views_cache[key] = normalize(item, d.mean, d.std, device=device)
+                else:
+                    views_cache[key] = views_from_decoded(item, job.entry, device)
+            tensors.append(views_cache[key])
+        x = torch.cat(tensors) if len(tensors) > 1 else tensors[0]
+        autocast_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(job.precision)
+        logits = []
+        for start in range(0, x.shape[0], chunk):
+            with torch.autocast(device_type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+                logits.append(job.net(x[start:start + chunk]).float())
+        logits_cache[lkey] = (torch.cat(logits), [v.shape[0] for v in tensors])
+    logits, counts = logits_cache[lkey]
     scores = torch.cat([average_views(part, n, job.average_clips) for part, n in zip(logits.split(counts), counts)])
     scores = scores.cpu().numpy()
     top = topk_classes(scores, TOPK_SAVED)

@@ -33,13 +33,22 @@ from .data.dataset import DecodedVideo
 from .zoo import ZooEntry
 
 
-def input_key(entry: ZooEntry) -> tuple:
-    """Everything that decides the uint8 views of a test video (normalisation is per model)."""
+def decode_key(entry: ZooEntry) -> tuple:
+    """Everything that decides which frames of a test video are decoded, and how."""
     d, t = entry.data, entry.test
-    decode = (d.format, d.resolution, d.filename_tmpl, d.start_index, d.jpeg_backend if d.format == "rawframes" else None,
-              d.sampler, d.clip_len, d.frame_interval, d.num_clips, t.num_clips, t.sampler_version)
-    views = (d.resize_short, d.resize_backend, t.crop, t.crop_size)
-    return decode + views
+    return (d.format, d.resolution, d.filename_tmpl, d.start_index, d.jpeg_backend if d.format == "rawframes" else None,
+            d.sampler, d.clip_len, d.frame_interval, d.num_clips, t.num_clips, t.sampler_version)
+
+
+def view_key(entry: ZooEntry) -> tuple:
+    """What turns the decoded frames into uint8 views: resize and crops (normalisation is per model)."""
+    d, t = entry.data, entry.test
+    return (d.resize_short, d.resize_backend, t.crop, t.crop_size)
+
+
+def input_key(entry: ZooEntry) -> tuple:
+    """Everything that decides the uint8 views of a test video: entries with equal keys share them."""
+    return decode_key(entry) + view_key(entry)
 
 
 def input_label(entry: ZooEntry) -> str:
@@ -73,4 +82,4 @@ def views_from_decoded(decoded: DecodedVideo, entry: ZooEntry, device: str | tor
     return T.views_from_frames(frames, decoded.clips, crop_boxes(entry, h, w), *norm)
 
 
-__all__ = ["crop_boxes", "group_by_input", "input_key", "input_label", "views_from_decoded"]
+__all__ = ["crop_boxes", "decode_key", "group_by_input", "input_key", "input_label", "view_key", "views_from_decoded"]
