@@ -44,7 +44,7 @@ def _version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import data, loop, perf, train, zoo
+    from . import data, loop, perf, sweep, train, zoo
 
     parser = argparse.ArgumentParser(
         prog="i3dbench",
@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"i3dbench {_version()}")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an internal error")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (zoo, data, loop, train, perf):
+    for module in (zoo, data, loop, sweep, train, perf):
         module.add_parsers(sub)
     return parser
 
