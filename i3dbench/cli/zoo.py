@@ -25,7 +25,8 @@ def _cmd_zoo_list(args: argparse.Namespace) -> int:
         p = e.published
         data = f"{e.data.format} {e.data.resolution}" + (" dense" if e.data.sampler == "dense" else "") + (
             " lazy" if e.data.lazy else "")
-        row = [e.name, e.mmaction, data, e.arch.non_local_mode or "-", _num(p.top1, ".2f"), _num(p.top5, ".2f"),
+        row = [e.name, e.mmaction, data, e.test.sampler_version, e.arch.non_local_mode or "-", _num(p.top1, ".2f"),
+               _num(p.top5, ".2f"),
                _num(p.video_per_s), _num(p.gpu_mem_mb), _num(p.params_m), _num(p.gflops),
                FLOPS_COUNTER.get(e.mmaction, "-") if p.gflops is not None else "-", p.gpus]
         if args.count:
@@ -33,7 +34,7 @@ def _cmd_zoo_list(args: argparse.Namespace) -> int:
             row += [f"{c.params / 1e6:.2f}", f"{c.macs / 1e9:.2f}",
                     f"{c.flops_as_published(e.mmaction) / 1e9:.2f}" if e.mmaction in FLOPS_COUNTER else "-"]
         rows.append(row)
-    headers = ["entry", "mmaction", "data", "non-local", "top1 %", "top5 %", "GPU video/s (published protocol)",
+    headers = ["entry", "mmaction", "data", "test sampler", "non-local", "top1 %", "top5 %", "GPU video/s (published protocol)",
                "GPU train mem MiB (log)", "params M", "GFLOPs", "FLOPs counter", "gpus"]
     if args.count:
         headers += ["params M (counted)", "GMACs (counted)", "GFLOPs (counted, metafile convention)"]
