@@ -302,6 +302,25 @@ def test_projection_formulas():
     assert project([a, cost("a", 100, 0.4, 0.01, 0.09)], workers=2).total_s == pytest.approx(40.0)
 
 
+def test_plan_adds_up_the_probes_per_group(world, monkeypatch):
+    """device_s = each entry's one-view forward x its views + the views once per normalisation."""
+    from i3dbench import plan as plan_mod
+    from i3dbench.zoo import load_zoo
+
+    monkeypatch.setattr(plan_mod, "probe_input", lambda e, root, ann, **kw: {
+        "decode_s": 0.3, "resize_s": 0.01, "views_s": 0.02, "videos": 1, "frames_per_video": 16.0,
+        "decoder": "x", "listed": 9})
+    monkeypatch.setattr(plan_mod, "probe_forward", lambda e, device="cpu": {VIDEO_GROUP[0]: 0.5}.get(e.name, 0.25))
+    costs = plan_mod.make_plan(load_zoo(ZOO), device="cpu").costs
+    assert [c.entries for c in costs] == [list(VIDEO_GROUP), list(RAW_GROUP)]
+    video, raw = costs
+    assert (video.videos, video.decode_s, video.resize_s) == (9, 0.3, 0.01)
+    assert video.device_s == pytest.approx(0.5 * 6 + 0.25 * 6 + 0.02)  # 2x3 views; one normalisation
+    assert raw.device_s == pytest.approx(0.5 * 6 + 0.02)  # the same architecture as VIDEO_GROUP[0]: probed once
+    given = plan_mod.make_plan(load_zoo(ZOO), device="cpu", model_s_per_video=2.0).costs[0]
+    assert given.device_s == pytest.approx(4.0) and given.basis["device"].startswith("given")
+
+
 def test_plan_probes_each_group_and_evaluates_nothing(world):
     res = run_cli(["run", "--zoo", ZOO, "--plan", "--workers", "1", "--probe-videos", "2", "--quiet",
                    "--out", world / "never"], expect_rc=0, watch=[world, REPO / "results", REPO / "zoo"])
