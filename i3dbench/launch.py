@@ -117,10 +117,6 @@ def make_executor(options: SlurmOptions, folder: Path):
     if options.extra:
         params["slurm_additional_parameters"] = dict(options.extra)
     executor.update_parameters(**params)
-    try:  # submitit creates the "%j" template folder itself; only the per-job folders are used
-        (Path(folder) / "%j").rmdir()
-    except OSError:
-        pass
     return executor
 
 
@@ -294,6 +290,10 @@ def run_tasks(tasks: list[JobTask], options: SlurmOptions, folder: Path,
         raise
     finally:
         _write_jobs(folder, reports)
+        try:  # submitit makes the "%j" template folder itself; only the per-job folders are used
+            (folder / "%j").rmdir()
+        except OSError:
+            pass
     return reports
 
 

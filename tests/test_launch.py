@@ -165,6 +165,25 @@ def test_slurm_launcher_resumes_a_killed_and_a_preempted_job_without_double_coun
     assert not list((run / "predictions").glob("*.partial.jsonl"))
 
 
+@pytest.mark.slow
+def test_a_job_with_several_tasks_shards_the_videos_as_torchrun(world):
+    """--gpus-per-node 2 on CPU (gloo): the job runs 2 tasks, submitit's TorchDistributedEnvironment
+    makes them ranks 0 and 1, each evaluates every other video, rank 0 writes the record."""
+    only = ["--only", RAW_GROUP[0], "--no-bench", "--workers", "0", "--device", "cpu"]
+    run_cli(["run", "--zoo", ZOO, *only, "--quiet", "--out", world / "local"], expect_rc=0)
+    run_cli(["run", "--zoo", ZOO, *only, "--launcher", "slurm", "--slurm-executor", "local", "--gpus-per-node", "2",
+             "--out", world / "ddp"], expect_rc=0)
+    (job,) = json.loads((world / "ddp" / "slurm" / "jobs.json").read_text())
+    (job_id,) = job["job_ids"]
+    logs = world / "ddp" / "slurm" / job_id
+    assert "global_rank=1(2)" in (logs / f"{job_id}_1_log.out").read_text()
+    assert "5/5 [" in (logs / f"{job_id}_0_log.err").read_text()  # rank 0's share: videos 0, 2, 4, 6, 8
+    (ref,), (got,) = load_records(world / "local"), load_records(world / "ddp")
+    assert got["metrics"] == ref["metrics"] and got["extra"]["per_video"] == ref["extra"]["per_video"]
+    assert [r["i"] for r in _sealed(world / "ddp", RAW_GROUP[0])] == list(range(9))
+    assert not (world / "ddp" / "slurm" / "%j").exists()
+
+
 def test_slurm_launcher_runs_the_bench_step_as_a_job_after_the_evaluations(world, monkeypatch):
     """submitit's DebugExecutor runs each job in this process: the run's eval job, then its bench job."""
     from i3dbench import measure
