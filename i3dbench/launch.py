@@ -31,9 +31,10 @@ import shutil
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from .errors import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, UsageError, UserError
 
@@ -169,7 +170,7 @@ class JobTask:
 
         return DelayedSubmission(self, *args, **kwargs)
 
-    def resubmitted(self) -> "JobTask":
+    def resubmitted(self) -> JobTask:
         """The same task for the next submission (``attempt`` + 1)."""
         if dataclasses.is_dataclass(self):
             return dataclasses.replace(self, attempt=self.attempt + 1)
@@ -341,6 +342,20 @@ def _write_jobs(folder: Path, reports: list[JobReport]) -> None:
         print(f"warning: cannot write {folder / 'jobs.json'}: {err}", file=sys.stderr)
 
 
-__all__ = ["DEFAULT_MAX_RETRIES", "DEFAULT_TIME_LIMIT_MIN", "EXECUTORS", "JobReport", "JobTask", "LAUNCHERS",
-           "SlurmOptions", "TaskOutcome", "check_options", "default_workers", "job_cpus", "make_executor",
-           "parse_slurm_options", "run_tasks", "setup_distributed"]
+__all__ = [
+    "DEFAULT_MAX_RETRIES",
+    "DEFAULT_TIME_LIMIT_MIN",
+    "EXECUTORS",
+    "LAUNCHERS",
+    "JobReport",
+    "JobTask",
+    "SlurmOptions",
+    "TaskOutcome",
+    "check_options",
+    "default_workers",
+    "job_cpus",
+    "make_executor",
+    "parse_slurm_options",
+    "run_tasks",
+    "setup_distributed",
+]

@@ -39,7 +39,6 @@ import heapq
 import statistics
 import time
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Optional
 
 from .errors import UsageError
@@ -324,6 +323,19 @@ def with_model_time(costs: list[GroupCost], model_s_per_video: float, views_s: f
             for c in costs]
 
 
-__all__ = ["GroupCost", "KINETICS_FRAMES", "Plan", "Projection", "describe", "fmt_seconds", "frames_to_decode",
-           "group_seconds", "make_plan", "per_video_seconds", "probe_forward", "probe_input", "project",
-           "with_model_time"]
+__all__ = [
+    "KINETICS_FRAMES",
+    "GroupCost",
+    "Plan",
+    "Projection",
+    "describe",
+    "fmt_seconds",
+    "frames_to_decode",
+    "group_seconds",
+    "make_plan",
+    "per_video_seconds",
+    "probe_forward",
+    "probe_input",
+    "project",
+    "with_model_time",
+]

@@ -273,7 +273,12 @@ def test_slurm_launcher_without_sbatch_says_so(tmp_path, monkeypatch):
 
 def test_slurm_options_reach_the_sbatch_script(tmp_path, monkeypatch):
     """The flags, through submitit's real Slurm executor, up to a stand-in sbatch that keeps the script."""
-    from i3dbench.launch import SlurmOptions, check_options, make_executor, parse_slurm_options
+    from i3dbench.launch import (
+        SlurmOptions,
+        check_options,
+        make_executor,
+        parse_slurm_options,
+    )
 
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -298,7 +303,7 @@ def test_slurm_options_reach_the_sbatch_script(tmp_path, monkeypatch):
 
 
 def test_projection_formulas():
-    from i3dbench.plan import GroupCost, project
+    from i3dbench.plan import GroupCost, project, with_model_time
 
     def cost(label, videos, decode, resize, device):
         return GroupCost(label, [label], videos, decode, resize, device)
@@ -317,6 +322,10 @@ def test_projection_formulas():
     assert project([a], workers=2, launcher="slurm", gpus_per_node=4).total_s == pytest.approx(5.0)
     unknown = GroupCost("k400", ["x"], None, 1.0, 0.0, 1.0, basis={"videos": "unknown: no list"})
     assert project([a, unknown], workers=2).missing == ["k400: videos"]
+    # what-if: another device's seconds per video and entry (e.g. a GPU's), for 16 cores + 1 GPU per node
+    (gpu,) = with_model_time([cost("g", 1000, 0.3, 0.0, 9.0)], model_s_per_video=0.05)
+    assert project([gpu], workers=15).total_s == pytest.approx(1000 * 0.05)
+    assert project([gpu, gpu], workers=15, launcher="slurm", nodes=8).total_s == pytest.approx(1000 * 0.05)
     # two groups may share a label (input_label omits the JPEG backend): each still counts
     assert project([a, cost("a", 100, 0.4, 0.01, 0.09)], workers=2).total_s == pytest.approx(40.0)
 
