@@ -32,6 +32,11 @@ from .errors import UserError
 from .fileio import atomic_write
 
 PARTIAL = ".partial.jsonl"
+
+
+class KeyLockedError(UserError):
+    """Another live process holds the lock of this run key (see :class:`KeyLock`)."""
+
 SEALED = ".jsonl"
 
 
@@ -153,7 +158,7 @@ class KeyLock:
             fh.seek(0)
             holder = fh.read().strip() or "another process"
             fh.close()
-            raise UserError(f"another evaluation of the same run key is running ({holder}; lock {self.path}); "
+            raise KeyLockedError(f"another evaluation of the same run key is running ({holder}; lock {self.path}); "
                             "wait for it to finish, then rerun to resume or reuse nothing with --fresh") from None
         fh.seek(0)
         fh.truncate()
@@ -171,5 +176,5 @@ class KeyLock:
             self._fh = None
 
 
-__all__ = ["KeyLock", "adopt", "append_rows", "find_interrupted", "partial_path", "read_predictions", "sealed_path",
+__all__ = ["KeyLock", "KeyLockedError", "adopt", "append_rows", "find_interrupted", "partial_path", "read_predictions", "sealed_path",
            "write_sealed"]

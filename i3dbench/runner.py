@@ -11,6 +11,10 @@ Without a Kinetics-400 copy or a GPU (the embedded default) it
 With ``I3DBENCH_K400_ROOT`` + ``I3DBENCH_K400_ANN`` and a GPU it also evaluates every K400 entry
 whose data format matches the copy, and benches every entry under both protocols on the GPU.
 
+With ``launcher="slurm"`` (``--launcher slurm``, launch.py) each input group's evaluation is one
+Slurm job and the bench step one more, all writing into the same (shared) run folder; this
+process waits for them, resubmits what failed, and renders the tables.
+
 Everything goes into the run folder (``runs/<UTC time>-<host>/`` or ``--out``); no tracked file
 is modified. Each step of each entry is independent: a failure is reported and the run goes on;
 the exit code says the worst that happened (0 ok, 2 a step could not run on its input, 3 a bug).
@@ -31,6 +35,7 @@ from pathlib import Path
 from typing import Optional
 
 from .errors import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, UsageError, UserError
+from .launch import JobTask
 from .runs import RunDir, cache_root, open_run_dir
 from .zoo import ZooEntry, load_zoo, load_zoos
 
@@ -46,6 +51,7 @@ class RunSummary:
     errors: list[tuple[str, str, int]] = field(default_factory=list)  # (what, error, exit code)
     table: str = ""
     elapsed_s: float = 0.0
+    jobs: list = field(default_factory=list)  # launch.JobReport per job task (--launcher slurm)
 
     @property
     def exit_code(self) -> int:
@@ -56,6 +62,9 @@ class RunSummary:
         lines.append(f"wrote {len(self.records)} records in {self.elapsed_s:.0f} s into {self.run.path}")
         lines += [f"  skipped {what}: {why}" for what, why in self.skipped]
         lines += [f"  FAILED {what}: {err}" for what, err, _ in self.errors]
+        for rep in self.jobs:
+            again = f", resubmitted {rep.resubmitted}x ({'; '.join(rep.attempts[:-1])})" if rep.resubmitted else ""
+            lines.append(f"  job {rep.label}: {', '.join(rep.job_ids)}{again} -> {rep.attempts[-1] if rep.attempts else '?'}")
         lines.append(f"tables: {self.run.report / 'README.md'} | gate it: i3dbench gate --records {self.run.path} "
                      f"[--baseline OTHER_RUN] | make it the reference: i3dbench publish {self.run.path}")
         return "\n".join(lines)
@@ -154,6 +163,126 @@ class _Steps:
         return None
 
 
+@dataclass
+class EvalGroupTask(JobTask):
+    """The evaluation of one input group into the run folder: run in process by ``--launcher local``,
+    submitted as one job by ``--launcher slurm`` (picklable; a resubmitted job resumes it)."""
+
+    entries: list  # ZooEntry, one input group (loader.group_by_input)
+    data_root: Path
+    ann: Path
+    run: RunDir
+    device: str
+    num_workers: Optional[int] = None  # None: the job's CPUs minus one (launch.default_workers)
+    smoke: bool = False  # synthetic entries: shipped or locally trained checkpoints
+    train_missing: bool = True
+    progress: bool = True
+    attempt: int = 1
+    lock_wait_s: float = 60.0
+
+    @property
+    def label(self) -> str:
+        return "eval " + ", ".join(e.name for e in self.entries)
+
+    def run_job(self):
+        from .evaluate import EvalSpec, evaluate_many
+        from .launch import default_workers
+        from .predictions import KeyLockedError
+
+        entries = self.entries
+        if self.smoke:
+            # A shipped checkpoint is resolved by evaluate() itself, so that its record says it
+            # was checked against the published hash; a trained one is passed as a file.
+            entries = [EvalSpec(e, checkpoint=None if e.checkpoint.url else
+                                smoke_checkpoint(e, self.train_missing, self.device, self.run.records)) for e in entries]
+        workers = self.num_workers if self.num_workers is not None else default_workers()
+        deadline = time.monotonic() + (self.lock_wait_s if self.attempt > 1 else 0.0)
+        while True:
+            try:
+                return evaluate_many(entries, self.data_root, self.ann, device=self.device, out=self.run,
+                                     num_workers=workers, progress=self.progress)
+            except KeyLockedError:
+                # A resubmitted job: data-loading processes forked by the killed job inherited its key
+                # lock, and exit within seconds of their parent (PyTorch's worker watchdog).
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(2.0)
+
+
+@dataclass
+class MeasureTask(JobTask):
+    """The bench step of `run` (speed and memory records) as one job: after the evaluation jobs, so
+    that no job of this run shares its node while it measures."""
+
+    smoke: list
+    full: list
+    device: str
+    run: RunDir
+    time_left_s: float
+    progress: bool = True
+    attempt: int = 1
+
+    @property
+    def label(self) -> str:
+        return "bench"
+
+    def run_job(self) -> tuple[list, list]:
+        summary = RunSummary(run=self.run)
+        _measure(_Steps(summary, len(self.smoke) + len(self.full), self.progress), summary, self.smoke, self.full,
+                 self.device, self.run, self.time_left_s, self.progress)
+        return summary.records, summary.errors
+
+
+def _measure(step: _Steps, summary: RunSummary, smoke: list, full: list, device: str, run: RunDir, time_left_s: float,
+             progress: bool) -> None:
+    """Bench every smoke entry (both protocols) and the full-size zoo (on a GPU every entry, on a
+    CPU once per architecture within what is left of the time budget)."""
+    from .measure import bench_pair, measure_zoo_cpu
+
+    deadline = time.monotonic() + time_left_s
+    for e in smoke:
+        summary.records += step(f"bench {e.name} (published, then fast protocol)", bench_pair, e, device,
+                                records_dir=run.records, progress=progress) or []
+    if full and device.startswith("cuda"):
+        for e in full:
+            summary.records += step(f"bench {e.name} (published, then fast protocol, GPU)", bench_pair, e, device,
+                                    records_dir=run.records, progress=progress) or []
+    elif full:
+        # At least MIN_CPU_BENCH_S even when the smoke steps ate the budget: a run without a
+        # single speed number of the published zoo would have missed its point.
+        budget = max(MIN_CPU_BENCH_S, deadline - time.monotonic() - 30.0)
+        summary.records += step(f"bench the full-size zoo on CPU, once per architecture ({budget:.0f} s budget)",
+                                measure_zoo_cpu, full, budget_s=budget, records_dir=run.records,
+                                progress=progress) or []
+
+
+def eval_tasks(entries: dict[str, ZooEntry], run: RunDir, device: str, *, num_workers: Optional[int], k400,
+               train_missing: bool = True, progress: bool = True) -> tuple[list[EvalGroupTask], list[tuple[str, str]]]:
+    """One task per input group that can be evaluated here (smoke groups on the synthetic set; K400
+    groups when the copy holds their format and the device is a GPU), and what is skipped and why.
+
+    ``num_workers`` None: 2 for smoke groups and 4 for K400 groups in process (``--launcher local``)."""
+    from .loader import group_by_input
+
+    smoke = [e for e in entries.values() if e.dataset == "synthetic"]
+    full = [e for e in entries.values() if e.dataset != "synthetic"]
+    tasks = [EvalGroupTask(g, *smoke_data(g[0]), run, device, num_workers, smoke=True, train_missing=train_missing,
+                           progress=progress) for g in group_by_input(smoke)]
+    skipped, runnable = [], []
+    for e in full:
+        if k400 is None:
+            skipped.append((f"eval {e.name}", "no Kinetics-400 copy (set I3DBENCH_K400_ROOT and I3DBENCH_K400_ANN)"))
+        elif not device.startswith("cuda"):
+            skipped.append((f"eval {e.name}", "30-view Kinetics-400 evaluation needs a GPU"))
+        elif e.data.format != k400[2]:
+            skipped.append((f"eval {e.name}", f"the Kinetics-400 copy holds {k400[2]}, the entry reads {e.data.format}"))
+        else:
+            runnable.append(e)
+    tasks += [EvalGroupTask(g, k400[0], k400[1], run, device, num_workers, progress=progress)
+              for g in group_by_input(runnable)]
+    return tasks, skipped
+
+
 def run_all(
     zoo=None,
     only: Optional[str] = None,
@@ -161,22 +290,38 @@ def run_all(
     device: Optional[str] = None,
     train_missing: bool = True,
     measure: bool = True,
-    num_workers: int = 2,
+    num_workers: Optional[int] = None,
     time_budget_s: float = TIME_BUDGET_S,
     progress: bool = True,
+    launcher: str = "local",
+    slurm=None,
 ) -> RunSummary:
-    """Do everything this machine can (see the module docstring); returns what happened."""
-    import torch
+    """Do everything this machine can (see the module docstring); returns what happened.
 
-    from .evaluate import EvalSpec, check_device, evaluate_many
-    from .loader import group_by_input
-    from .measure import bench_pair, measure_zoo_cpu
+    ``launcher="slurm"`` with ``slurm`` (:class:`~i3dbench.launch.SlurmOptions`): each input group's
+    evaluation is one job, then the bench step is one more job; tables are rendered here from the
+    shared run folder. ``num_workers`` None: 2 (smoke) / 4 (K400) in process, the job's CPUs minus
+    one in a job."""
+    start = time.monotonic()
+    if launcher not in ("local", "slurm"):
+        raise UsageError(f"--launcher {launcher!r}: choose local or slurm")
+    entries = select_entries(load_zoo(zoo) if zoo is not None else load_zoos(), only)
+    if launcher == "slurm":
+        from .launch import SlurmOptions, check_options
+
+        slurm = slurm or SlurmOptions()
+        check_options(slurm)
+        # The jobs' nodes, not this (login) node, must have the device: the job checks it.
+        device = device or ("cuda" if slurm.gpus_per_node else "cpu")
+    else:
+        import torch
+
+        from .evaluate import check_device
+
+        device = check_device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     from .provenance import environment_report
     from .report import render_report, zoo_table_markdown
 
-    start = time.monotonic()
-    entries = select_entries(load_zoo(zoo) if zoo is not None else load_zoos(), only)
-    device = check_device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     k400 = k400_copy()
     run = open_run_dir(out)
     from .runs import ensure_writable
@@ -186,8 +331,16 @@ def run_all(
     smoke = [e for e in entries.values() if e.dataset == "synthetic"]
     full = [e for e in entries.values() if e.dataset != "synthetic"]
     gpu = device.startswith("cuda")
-    total = 2 + len(group_by_input(smoke)) + (len(group_by_input(full)) if k400 and gpu else 0) + (
-        len(smoke) + ((len(full) if gpu else 1) if full else 0) if measure else 0)
+    local = launcher == "local"
+    tasks, skipped = eval_tasks(entries, run, device, k400=k400, train_missing=train_missing, progress=progress,
+                                num_workers=num_workers if num_workers is not None or not local else 2)
+    if local:
+        for t in tasks:  # K400 groups: at least 4 loading processes unless --workers says otherwise
+            if not t.smoke and num_workers is None:
+                t.num_workers = 4
+    summary.skipped += skipped
+    n_bench = (len(smoke) + ((len(full) if gpu else 1) if full else 0)) if measure else 0
+    total = 2 + (len(tasks) + n_bench if local else 1 + (1 if n_bench else 0))
     step = _Steps(summary, total, progress)
 
     def record(res):
@@ -198,48 +351,37 @@ def run_all(
                 summary.errors.append((f"eval {res.entry}", f"incomplete: {reason}", EXIT_USAGE))
 
     step("environment (env.txt)", lambda: run.env_file.write_text(environment_report()))
-    # Entries that share their test input are evaluated together: one decode per video for all.
-    for group in group_by_input(smoke):
-        def eval_smoke(group=group):
-            # A shipped checkpoint is resolved by evaluate() itself, so that its record says it
-            # was checked against the published hash; a trained one is passed as a file.
-            specs = [EvalSpec(e, checkpoint=None if e.checkpoint.url else
-                              smoke_checkpoint(e, train_missing, device, run.records)) for e in group]
-            return evaluate_many(specs, *smoke_data(group[0]), device=device, out=run, num_workers=num_workers,
-                                 progress=progress)
+    if local:
+        # Entries that share their test input are evaluated together: one decode per video for all.
+        for t in tasks:
+            label = t.label + (" (shipped checkpoints, synthetic val set)" if t.smoke else "")
+            for res in step(label, t.run_job) or []:
+                record(res)
+        if measure:
+            _measure(step, summary, smoke, full, device, run, time_budget_s - (time.monotonic() - start), progress)
+    else:
+        def jobs(what: str, job_tasks: list):
+            from .launch import run_tasks
 
-        for res in step(f"eval {', '.join(e.name for e in group)} (shipped checkpoints, synthetic val set)",
-                        eval_smoke) or []:
-            record(res)
-    runnable = []
-    for e in full:
-        if k400 is None:
-            summary.skipped.append((f"eval {e.name}", "no Kinetics-400 copy (set I3DBENCH_K400_ROOT and I3DBENCH_K400_ANN)"))
-        elif not gpu:
-            summary.skipped.append((f"eval {e.name}", "30-view Kinetics-400 evaluation needs a GPU"))
-        elif e.data.format != k400[2]:
-            summary.skipped.append((f"eval {e.name}", f"the Kinetics-400 copy holds {k400[2]}, the entry reads {e.data.format}"))
-        else:
-            runnable.append(e)
-    for group in group_by_input(runnable):
-        for res in step(f"eval {', '.join(e.name for e in group)}", evaluate_many, group, k400[0], k400[1],
-                        device=device, out=run, num_workers=max(num_workers, 4), progress=progress) or []:
-            record(res)
-    if measure:
-        for e in smoke:
-            summary.records += step(f"bench {e.name} (published, then fast protocol)", bench_pair, e, device,
-                                    records_dir=run.records, progress=progress) or []
-        if full and gpu:
-            for e in full:
-                summary.records += step(f"bench {e.name} (published, then fast protocol, GPU)", bench_pair, e, device,
-                                        records_dir=run.records, progress=progress) or []
-        elif full:
-            # At least MIN_CPU_BENCH_S even when the smoke steps ate the budget: a run without a
-            # single speed number of the published zoo would have missed its point.
-            budget = max(MIN_CPU_BENCH_S, time_budget_s - (time.monotonic() - start) - 30.0)
-            summary.records += step(f"bench the full-size zoo on CPU, once per architecture ({budget:.0f} s budget)",
-                                    measure_zoo_cpu, full, budget_s=budget, records_dir=run.records,
-                                    progress=progress) or []
+            log = (lambda s: print(s, file=sys.stderr, flush=True)) if progress else (lambda s: None)
+            reports = run_tasks(job_tasks, slurm, run.path / "slurm", log=log)
+            summary.jobs += reports
+            for rep in reports:
+                if rep.error is not None:
+                    summary.errors.append((f"{rep.label} (job {', '.join(rep.job_ids)})", rep.error, rep.code))
+            return reports
+
+        if tasks:
+            for rep in step(f"evaluate {len(tasks)} input group(s), one Slurm job each", jobs, "eval", tasks) or []:
+                for res in rep.value or []:
+                    record(res)
+        if n_bench:
+            task = MeasureTask(smoke, full, device, run, time_budget_s, progress=progress)
+            for rep in step("bench (one Slurm job, after the evaluations)", jobs, "bench", [task]) or []:
+                if rep.value is not None:
+                    records, errors = rep.value
+                    summary.records += records
+                    summary.errors += errors
     report = step("render tables and figures", render_report, run.records, run.report, zoo=zoo)
     if report is not None:
         summary.table = zoo_table_markdown(report.tables, report_link=str(run.report / "README.md"))

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from ..errors import UsageError
-from .common import positive_int, resolve_entry
+from .common import positive_float, positive_int, resolve_entry
 
 
 def _obtained_line(obtained: dict) -> str:
@@ -101,12 +101,69 @@ def _cmd_gate(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
+_SLURM_FLAGS = ("partition", "gpus_per_node", "cpus_per_task", "time_limit", "slurm_option", "max_retries",
+                "slurm_executor")
+
+
+def _slurm_options(args: argparse.Namespace):
+    """SlurmOptions from the run flags; a UsageError for Slurm flags given with --launcher local."""
+    from ..launch import DEFAULT_MAX_RETRIES, DEFAULT_TIME_LIMIT_MIN, SlurmOptions, parse_slurm_options
+
+    given = [f"--{k.replace('_', '-')}" for k in _SLURM_FLAGS if getattr(args, k) is not None]
+    if args.launcher != "slurm":
+        if given:
+            raise UsageError(f"{', '.join(given)}: only with --launcher slurm (the default --launcher local runs "
+                             "in this process)")
+        return None
+    executor = args.slurm_executor or "slurm"
+    return SlurmOptions(
+        partition=args.partition, gpus_per_node=1 if args.gpus_per_node is None else args.gpus_per_node,
+        cpus_per_task=args.cpus_per_task,
+        time_limit_min=DEFAULT_TIME_LIMIT_MIN if args.time_limit is None else args.time_limit,
+        extra=parse_slurm_options(args.slurm_option),
+        max_retries=DEFAULT_MAX_RETRIES if args.max_retries is None else args.max_retries,
+        executor=executor, poll_s=10.0 if executor == "slurm" else 0.5)
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from ..runner import run_all
 
-    summary = run_all(zoo=args.zoo, only=args.only, out=args.out, device=args.device, progress=not args.quiet)
+    slurm = _slurm_options(args)
+    plan_only = ("--model-s-per-video", args.model_s_per_video), ("--assume-videos", args.assume_videos), \
+        ("--nodes", args.nodes), ("--probe-videos", args.probe_videos)
+    if not args.plan and any(v is not None for _, v in plan_only):
+        raise UsageError(f"{', '.join(f for f, v in plan_only if v is not None)}: only with --plan")
+    if args.plan:
+        return _plan(args, slurm)
+    summary = run_all(zoo=args.zoo, only=args.only, out=args.out, device=args.device, progress=not args.quiet,
+                      measure=not args.no_bench, num_workers=args.workers, launcher=args.launcher, slurm=slurm)
     print(summary.describe())
     return summary.exit_code
+
+
+def _plan(args: argparse.Namespace, slurm) -> int:
+    import torch
+
+    from ..evaluate import check_device
+    from ..plan import describe, make_plan, project
+    from ..runner import k400_copy, select_entries
+    from ..zoo import load_zoo, load_zoos
+
+    entries = select_entries(load_zoo(args.zoo) if args.zoo is not None else load_zoos(), args.only)
+    device = check_device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    plan = make_plan(entries, device=device, k400=k400_copy(), probe_videos=args.probe_videos or 3,
+                     model_s_per_video=args.model_s_per_video, assume_videos=args.assume_videos,
+                     progress=not args.quiet)
+    if slurm is not None:
+        workers = args.workers if args.workers is not None else max(0, (slurm.cpus_per_task or 3) - 1)
+        projection = project(plan.costs, workers=workers, launcher="slurm", nodes=args.nodes or len(plan.costs) or 1,
+                             gpus_per_node=slurm.gpus_per_node)
+        if args.workers is None and slurm.cpus_per_task is None:
+            projection.formula += " (2: give --cpus-per-task or --workers for the jobs' real number)"
+    else:
+        projection = project(plan.costs, workers=2 if args.workers is None else args.workers, launcher="local")
+    print(describe(plan, projection))
+    return 0
 
 
 def _cmd_publish(args: argparse.Namespace) -> int:
@@ -183,8 +240,41 @@ def add_parsers(sub) -> None:
     p.add_argument("--zoo", type=Path, help="manifest (default: K400 zoo + smoke zoo)")
     p.add_argument("--only", help="entry names or shell patterns, comma-separated")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    p.add_argument("--out", type=Path, help="run folder (default: a new runs/<UTC time>-<host>/)")
+    p.add_argument("--out", type=Path, help="run folder (default: a new runs/<UTC time>-<host>/; with --launcher "
+                   "slurm it must be on a file system every node sees)")
+    p.add_argument("--workers", type=positive_int.allow_zero,
+                   help="data loading processes per evaluation (default: 2, K400 groups 4; in a Slurm job its CPUs - 1)")
+    p.add_argument("--no-bench", action="store_true", help="evaluate and render only: no speed / memory step")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    g = p.add_argument_group("launcher", "where the evaluation of each input group runs")
+    g.add_argument("--launcher", choices=["local", "slurm"], default="local",
+                   help="local: in this process (default); slurm: one job per input group through submitit, "
+                   "all writing into the shared run folder; a failed or pre-empted job is resubmitted and resumes")
+    g.add_argument("--partition", help="Slurm partition (default: the cluster's)")
+    g.add_argument("--gpus-per-node", type=positive_int.allow_zero,
+                   help="GPUs per job; the job runs one task per GPU, sharding the videos as torchrun (default 1)")
+    g.add_argument("--cpus-per-task", type=positive_int, help="CPUs per task (default: the cluster's)")
+    g.add_argument("--time-limit", type=positive_int, metavar="MINUTES",
+                   help="time limit per job; a job reaching it is requeued and resumes (default 240)")
+    g.add_argument("--slurm-option", action="append", metavar="KEY=VALUE",
+                   help="an extra sbatch option, passed through (repeatable): e.g. account=abc, constraint=a100, "
+                   "exclusive=")
+    g.add_argument("--max-retries", type=positive_int.allow_zero,
+                   help="resubmissions of a job that ended without a result or with an internal error (default 2)")
+    g.add_argument("--slurm-executor", choices=["slurm", "local", "debug"],
+                   help="for testing without a cluster: run the jobs as local processes (submitit's LocalExecutor) "
+                   "or in this process (DebugExecutor); default slurm")
+    g = p.add_argument_group("plan", "--plan: probe and project, evaluate nothing")
+    g.add_argument("--plan", "--dry-run", action="store_true", dest="plan",
+                   help="print per input group its entries, videos, seconds per video measured by a short probe here, "
+                   "and the projected wall time for the launcher and workers; exit 0")
+    g.add_argument("--model-s-per-video", type=positive_float, metavar="S",
+                   help="device seconds per video of one entry (views + forward), given instead of measured here "
+                   "(e.g. a GPU's on a machine without it); labelled as given")
+    g.add_argument("--assume-videos", type=positive_int, metavar="N",
+                   help="videos per group for groups without a list at hand (Kinetics-400 without a copy)")
+    g.add_argument("--nodes", type=positive_int, help="nodes running jobs at once (slurm projection; default: one per group)")
+    g.add_argument("--probe-videos", type=positive_int, help="videos decoded per group by the probe (default 3)")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("publish", help="make run folder(s) the reference results (results/ and the README zoo table)")

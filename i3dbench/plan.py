@@ -1,0 +1,341 @@
+"""`i3dbench run --plan`: what a run would evaluate and how long it would take, before paying for it.
+
+For each input group (``loader.group_by_input``) it reports the entries, the number of listed
+videos, and three costs per video, each *measured here by a short probe* or labelled with
+where it comes from:
+
+* ``decode_s`` — a loading process decoding the distinct frames a video's test clips need
+  (``ClipDataset(handover="frames")``, the evaluation's own dataset): the median over
+  ``probe_videos`` videos of the group's list, after one untimed warm-up decode;
+* ``resize_s`` — the evaluating process resizing those frames to the protocol's short side
+  (always on the CPU, see loader.py);
+* ``device_s`` — on the device: cutting and normalising the views (``loader.views_from_decoded``
+  minus its resize) once per normalisation, plus each entry's model: one forward of *one* view
+  (seeded random weights; speed does not depend on them; median of 3-10 calls after two
+  warm-ups) times its views per video. The
+  evaluation forwards a whole video's views at once, which is usually cheaper per view on a GPU.
+  ``--model-s-per-video`` replaces the measured device time with a given one per entry and
+  video, views included (e.g. a GPU number on a CPU machine), and the output says so.
+
+Projection (:func:`group_seconds`, :func:`project`): loading processes decode in parallel with
+the evaluating process, which resizes, builds views and runs the models one video at a time::
+
+    per video  = max(decode_s / workers, resize_s + device_s)    workers >= 1
+               = decode_s + resize_s + device_s                  workers = 0 (all in one process)
+    group      = videos x per video / gpus                       (a job's ranks shard the videos)
+    local      = sum of the groups                               (one after the other)
+    slurm      = the longest node: groups longest first, each onto the least-loaded of `nodes`
+                 nodes (one job per group; with nodes >= groups: the longest group)
+
+It assumes decode time scales with the number of loading processes (enough cores, disk keeps up).
+A Kinetics-400 group without a copy has no list to probe: its decode cost is an *estimate* from
+the synthetic set of the same format and resolution (seconds per decoded frame x the distinct
+frames the group's sampler picks from a ``KINETICS_FRAMES``-frame video) and is labelled so.
+"""
+
+from __future__ import annotations
+
+import heapq
+import statistics
+import time
+from dataclasses import dataclass, field, replace
+from typing import Optional
+
+from .errors import UsageError
+from .zoo import ZooEntry
+
+KINETICS_FRAMES = 300  # a 10 s Kinetics-400 clip at 30 fps: what an estimate without a copy assumes
+
+
+@dataclass
+class GroupCost:
+    """One input group's size and per-video costs (seconds), each with how it was obtained."""
+
+    label: str
+    entries: list[str]
+    videos: Optional[int]  # None: unknown (no list)
+    decode_s: Optional[float]
+    resize_s: Optional[float]
+    device_s: Optional[float]
+    basis: dict = field(default_factory=dict)  # "videos" / "decode" / "resize" / "device" -> where the number comes from
+
+    @property
+    def complete(self) -> bool:
+        return None not in (self.videos, self.decode_s, self.resize_s, self.device_s)
+
+
+def per_video_seconds(c: GroupCost, workers: int) -> float:
+    """Seconds per video of one rank (see the module docstring)."""
+    if workers < 0:
+        raise UsageError(f"--workers must be >= 0, got {workers}")
+    main = c.resize_s + c.device_s
+    return c.decode_s + main if workers == 0 else max(c.decode_s / workers, main)
+
+
+def group_seconds(c: GroupCost, workers: int, gpus: int = 1) -> float:
+    """Wall seconds of one group's evaluation with ``workers`` loading processes per rank and ``gpus`` ranks."""
+    return c.videos * per_video_seconds(c, workers) / max(1, gpus)
+
+
+@dataclass
+class Projection:
+    launcher: str
+    workers: int
+    gpus_per_node: int
+    nodes: int
+    group_s: list  # seconds per group, in the order of the costs (None: not projected, see missing)
+    total_s: float
+    missing: list[str]  # groups left out: what they lack
+    formula: str
+
+
+def project(costs: list[GroupCost], *, workers: int, launcher: str = "local", nodes: int = 1,
+            gpus_per_node: int = 1) -> Projection:
+    """Projected wall time of evaluating ``costs`` (see the module docstring). Groups with an unknown
+    number of videos or cost are left out and named in ``missing``."""
+    if launcher not in ("local", "slurm"):
+        raise UsageError(f"--launcher {launcher!r}: choose local or slurm")
+    if nodes < 1:
+        raise UsageError(f"--nodes must be >= 1, got {nodes}")
+    gpus = max(1, gpus_per_node)
+    # by position: two groups may share a label (input_label leaves out e.g. the JPEG backend)
+    group_s = [group_seconds(c, workers, gpus) if c.complete else None for c in costs]
+    known = [s for s in group_s if s is not None]
+    missing = [f"{c.label}: {', '.join(k for k in ('videos', 'decode', 'resize', 'device') if c.basis.get(k, '').startswith('unknown'))}"
+               for c in costs if not c.complete]
+    per = "max(decode_s / workers, resize_s + device_s)" if workers else "(decode_s + resize_s + device_s)"
+    if launcher == "local":
+        total = sum(known)
+        formula = f"local = sum over groups of videos x {per}" + (f" / {gpus} GPUs" if gpus > 1 else "")
+    else:
+        loads = [0.0] * nodes  # longest group first onto the least-loaded node
+        for s in sorted(known, reverse=True):
+            heapq.heapreplace(loads, loads[0] + s)
+        total = max(loads, default=0.0)
+        formula = (f"slurm = busiest of {nodes} node(s), one job per group (longest first onto the least-loaded node); "
+                   f"group = videos x {per} / {gpus} GPU(s) per job")
+    return Projection(launcher, workers, gpus, nodes, group_s, total, missing, f"{formula}; workers = {workers}")
+
+
+# --------------------------------------------------------------------------- probes
+
+
+def _median_time(fn, min_reps: int = 3, max_reps: int = 10, min_total_s: float = 1.0) -> float:
+    """Median seconds of ``fn()``: at least ``min_reps`` calls, more (up to ``max_reps``) until
+    ``min_total_s`` have passed — on a shared machine one slow call must not set the number."""
+    times: list[float] = []
+    while len(times) < min_reps or (sum(times) < min_total_s and len(times) < max_reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def probe_input(entry: ZooEntry, data_root, ann_file, *, device: str = "cpu", videos: int = 3,
+                decoder=None) -> dict:
+    """decode_s, resize_s and the views part of device_s for ``entry``'s input, measured on up to
+    ``videos`` videos of the list (median; one untimed warm-up decode first), plus what was measured."""
+    import torch
+
+    from .data import transforms as T
+    from .data.dataset import build_dataset
+    from .loader import views_from_decoded
+
+    ds = build_dataset(entry, "test", data_root, ann_file, decoder=decoder, normalize=False, handover="frames")
+    n = max(1, min(videos, len(ds)))
+    ds.decode(0)  # warm-up: decoder start-up, file cache
+    decode, resize, views, frames = [], [], [], []
+    sync = torch.cuda.synchronize if str(device).startswith("cuda") else (lambda: None)
+    for i in range(n):
+        t0 = time.perf_counter()
+        item = ds.decode(i)
+        t1 = time.perf_counter()
+        T.resize_short(item.frames, entry.data.resize_short, entry.data.resize_backend)
+        t2 = time.perf_counter()
+        views_from_decoded(item, entry, device)  # resize again, then to the device, crops, normalise
+        sync()
+        t3 = time.perf_counter()
+        decode.append(t1 - t0)
+        resize.append(t2 - t1)
+        views.append(max(0.0, (t3 - t2) - (t2 - t1)))
+        frames.append(int(item.frames.shape[0]))
+    return {"decode_s": statistics.median(decode), "resize_s": statistics.median(resize),
+            "views_s": statistics.median(views), "videos": n, "frames_per_video": statistics.median(frames),
+            "decoder": getattr(ds.decoder, "name", str(ds.decoder)), "listed": len(ds)}
+
+
+def frames_to_decode(entry: ZooEntry, total_frames: int) -> int:
+    """How many distinct frames the entry's test sampler asks the decoder for on a video of ``total_frames``."""
+    from .data.dataset import ClipDataset, _frames_to_decode
+
+    ds = ClipDataset(entry, "test", [], ".", decoder=None, handover="frames", seed=0)
+    wanted, _ = _frames_to_decode(ds._sample(total_frames, None).indices,
+                                  contiguous_ok=entry.data.format != "rawframes")
+    return len(wanted)
+
+
+def probe_forward(entry: ZooEntry, device: str = "cpu") -> float:
+    """Seconds of one forward of one test view through ``entry``'s model on ``device`` (seeded random
+    weights; after two warm-up calls, the median of 3-10 calls, see :func:`_median_time`)."""
+    import torch
+
+    from .timing import random_model
+
+    model = random_model(entry).to(device)
+    x = torch.randn(1, 3, entry.data.clip_len, entry.test.crop_size, entry.test.crop_size, device=device)
+    sync = torch.cuda.synchronize if str(device).startswith("cuda") else (lambda: None)
+
+    def step():
+        model(x)
+        sync()
+
+    with torch.inference_mode():
+        step()
+        step()  # the first calls create the kernels' primitives for these shapes
+        return _median_time(step)
+
+
+# --------------------------------------------------------------------------- the plan
+
+
+@dataclass
+class Plan:
+    costs: list[GroupCost]
+    device: str
+    probe_videos: int
+    notes: list[str] = field(default_factory=list)
+
+
+def make_plan(entries: dict[str, ZooEntry], *, device: str = "cpu", k400=None, probe_videos: int = 3,
+              model_s_per_video: Optional[float] = None, assume_videos: Optional[int] = None,
+              progress: bool = False) -> Plan:
+    """Probe every input group of ``entries`` (see the module docstring); nothing is evaluated."""
+    import sys
+
+    from .loader import group_by_input, input_label
+    from .measure import architecture_key
+    from .runner import smoke_data
+
+    def say(msg: str) -> None:
+        if progress:
+            print(msg, file=sys.stderr, flush=True)
+
+    plan = Plan([], device, probe_videos)
+    forward_cache: dict = {}  # architecture_key -> s per view (entries of one architecture run at one speed)
+    for group in group_by_input(entries.values()):
+        first = group[0]
+        basis: dict = {}
+        if first.dataset == "synthetic":
+            root, ann = smoke_data(first)
+            where = "measured"
+        elif k400 is not None and k400[2] == first.data.format:
+            root, ann = k400[0], k400[1]
+            where = "measured"
+        else:  # the synthetic set in the group's format and resolution stands in for the copy
+            root, ann = smoke_data(first)
+            where = "estimate"
+        say(f"[plan] probing the input of {input_label(first)} ({where}) ...")
+        probe = probe_input(first, root, ann, device=device, videos=probe_videos)
+        norms = {(tuple(e.data.mean), tuple(e.data.std)) for e in group}
+        if where == "measured":
+            videos = probe["listed"]
+            basis["videos"] = f"listed in {ann}"
+            decode_s, resize_s = probe["decode_s"], probe["resize_s"]
+            basis["decode"] = (f"measured: median of {probe['videos']} videos of the list ({probe['decoder']}, "
+                               f"{probe['frames_per_video']:.0f} frames each), one process")
+            basis["resize"] = "measured: resize of those frames, CPU"
+        else:
+            videos = assume_videos
+            basis["videos"] = (f"given: --assume-videos {assume_videos}" if assume_videos else
+                               "unknown: no Kinetics-400 list (set I3DBENCH_K400_ROOT / I3DBENCH_K400_ANN, or --assume-videos N)")
+            need = frames_to_decode(first, KINETICS_FRAMES)
+            scale = need / max(1.0, probe["frames_per_video"])
+            decode_s, resize_s = probe["decode_s"] * scale, probe["resize_s"] * scale
+            basis["decode"] = (f"estimate: no Kinetics-400 copy of this format; {probe['decode_s'] / max(1.0, probe['frames_per_video']) * 1e3:.2f} ms "
+                               f"per frame measured on the synthetic {first.data.format} {first.data.resolution} set "
+                               f"x {need} distinct frames the sampler picks from a {KINETICS_FRAMES}-frame video "
+                               "(needs I3DBENCH_K400_ROOT / I3DBENCH_K400_ANN to measure)")
+            basis["resize"] = "estimate: the same scaling of the measured resize"
+        forwards, fwd_basis = 0.0, []
+        for e in group:
+            if model_s_per_video is not None:
+                forwards += model_s_per_video
+                continue
+            key = (architecture_key(e), device)
+            if key not in forward_cache:
+                say(f"[plan] probing the model of {e.name} on {device} ...")
+                forward_cache[key] = probe_forward(e, device)
+            forwards += forward_cache[key] * e.views_per_video
+            fwd_basis.append(f"{e.name} {forward_cache[key]:.3f} s/view x {e.views_per_video}")
+        views_s = probe["views_s"] * len(norms)  # views are built once per normalisation (evaluate._score)
+        if model_s_per_video is not None:
+            # the given number is the target device's whole share (views + forward): on a GPU the
+            # views are cut and normalised there, so this machine's CPU time for them does not apply
+            views_s = 0.0
+            basis["device"] = (f"given: --model-s-per-video {model_s_per_video:g} per entry (x {len(group)}), "
+                               f"views and forward on the target device; measured here for comparison: views "
+                               f"{probe['views_s']:.3f} s on {device}")
+        else:
+            basis["device"] = (f"measured on {device}: one forward of one view per entry ({'; '.join(fwd_basis)}) + "
+                               f"views ({probe['views_s']:.3f} s x {len(norms)} normalisation(s))")
+        plan.costs.append(GroupCost(input_label(first), [e.name for e in group], videos, decode_s, resize_s,
+                                    forwards + views_s, basis))
+    return plan
+
+
+def fmt_seconds(s: Optional[float]) -> str:
+    if s is None:
+        return "?"
+    if s < 120:
+        return f"{s:.3g} s"
+    if s < 2 * 3600:
+        return f"{s / 60:.1f} min"
+    return f"{s / 3600:.1f} h"
+
+
+def describe(plan: Plan, projection: Projection) -> str:
+    """The text ``run --plan`` prints: one block per group, then the projection and its formula."""
+    lines = [f"plan: {len(plan.costs)} input group(s); seconds per video probed on this machine "
+             f"(device {plan.device}, {plan.probe_videos} video(s) per group); nothing was evaluated", ""]
+    for c, group_s in zip(plan.costs, projection.group_s):
+        lines.append(f"group {c.label}")
+        lines.append(f"  entries ({len(c.entries)}): {', '.join(c.entries)}")
+        lines.append(f"  videos: {c.videos if c.videos is not None else '?'} ({c.basis.get('videos')})")
+        lines.append(f"  decode: {fmt_seconds(c.decode_s)}/video ({c.basis.get('decode')})")
+        lines.append(f"  resize: {fmt_seconds(c.resize_s)}/video ({c.basis.get('resize')})")
+        lines.append(f"  device: {fmt_seconds(c.device_s)}/video ({c.basis.get('device')})")
+        if group_s is not None:
+            lines.append(f"  projected: {fmt_seconds(group_s)} "
+                         f"({fmt_seconds(per_video_seconds(c, projection.workers))}/video per rank)")
+        lines.append("")
+    lines.append(f"projected wall time ({projection.launcher}): {fmt_seconds(projection.total_s)}"
+                 + (" for the groups above that have a number" if projection.missing else ""))
+    lines.append(f"  formula: {projection.formula}")
+    lines += [f"  left out: {m}" for m in projection.missing]
+    return "\n".join(lines)
+
+
+def with_model_time(costs: list[GroupCost], model_s_per_video: float, views_s: float = 0.0) -> list[GroupCost]:
+    """The costs with every entry's model time replaced by ``model_s_per_video`` (e.g. a GPU's) and the
+    views' device time by ``views_s`` per video: what-if numbers for another machine, for :func:`project`."""
+    return [replace(c, device_s=model_s_per_video * len(c.entries) + views_s,
+                    basis={**c.basis, "device": f"given: {model_s_per_video:g} s/video per entry + {views_s:g} s views"})
+            for c in costs]
+
+
+__all__ = [
+    "KINETICS_FRAMES",
+    "GroupCost",
+    "Plan",
+    "Projection",
+    "describe",
+    "fmt_seconds",
+    "frames_to_decode",
+    "group_seconds",
+    "make_plan",
+    "per_video_seconds",
+    "probe_forward",
+    "probe_input",
+    "project",
+    "with_model_time",
+]
