@@ -256,8 +256,10 @@ def test_holm_correction_counts_every_test_of_the_run(tmp_path):
 
 
 def test_newest_is_the_parsed_time_and_the_future_is_an_error(tmp_path):
-    good, bad = eval_rec(SMOKE, HITS, t="2024-06-11T00:00:00+00:00"), eval_rec(
-        SMOKE, [i % 8 == 0 for i in range(64)], t="2024-06-11T02:00:00+01:00")  # 01:00 UTC: newer
+    # By string the good record is newer ("02:30" > "01:00"); by the clock the bad one is
+    # (02:30+02:00 is 00:30 UTC): the gate must judge the bad one.
+    good, bad = eval_rec(SMOKE, HITS, t="2024-06-11T02:30:00+02:00"), eval_rec(
+        SMOKE, [i % 8 == 0 for i in range(64)], t="2024-06-11T01:00:00+00:00")
     res = _gate(tmp_path, [good, bad], [eval_rec(SMOKE, HITS)])
     assert res.exit_code == 1  # the newer (by parsed time) one is judged
     future = eval_rec(SMOKE, HITS, t="2099-01-01T00:00:00+00:00")  # would hide every later regression
