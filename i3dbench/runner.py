@@ -52,6 +52,7 @@ class RunSummary:
     table: str = ""
     elapsed_s: float = 0.0
     jobs: list = field(default_factory=list)  # launch.JobReport per job task (--launcher slurm)
+    sweep_table: Optional[Path] = None
 
     @property
     def exit_code(self) -> int:
@@ -65,6 +66,8 @@ class RunSummary:
         for rep in self.jobs:
             again = f", resubmitted {rep.resubmitted}x ({'; '.join(rep.attempts[:-1])})" if rep.resubmitted else ""
             lines.append(f"  job {rep.label}: {', '.join(rep.job_ids)}{again} -> {rep.attempts[-1] if rep.attempts else '?'}")
+        if self.sweep_table is not None:
+            lines.append(f"protocol sweep: {self.sweep_table}")
         lines.append(f"tables: {self.run.report / 'README.md'} | gate it: i3dbench gate --records {self.run.path} "
                      f"[--baseline OTHER_RUN] | make it the reference: i3dbench publish {self.run.path}")
         return "\n".join(lines)
@@ -256,6 +259,18 @@ def _measure(step: _Steps, summary: RunSummary, smoke: list, full: list, device:
                                 progress=progress) or []
 
 
+SWEEP_ENTRY = "smoke_i3d_tiny_video"
+SWEEP_VARY = ("sampler=0.x,1.x", "averaging=prob,score")
+
+
+def _sweep(entry: ZooEntry, run: RunDir, device: str, progress: bool):
+    """The default job's small protocol sweep on a smoke entry (sweep.py)."""
+    from .sweep import parse_vary, run_sweep
+
+    return run_sweep(entry, parse_vary(list(SWEEP_VARY)), *smoke_data(entry), device=device, out=run,
+                     num_workers=0, progress=progress)
+
+
 def eval_tasks(entries: dict[str, ZooEntry], run: RunDir, device: str, *, num_workers: Optional[int], k400,
                train_missing: bool = True, progress: bool = True) -> tuple[list[EvalGroupTask], list[tuple[str, str]]]:
     """One task per input group that can be evaluated here (smoke groups on the synthetic set; K400
@@ -295,6 +310,7 @@ def run_all(
     progress: bool = True,
     launcher: str = "local",
     slurm=None,
+    sweep: bool = True,
 ) -> RunSummary:
     """Do everything this machine can (see the module docstring); returns what happened.
 
@@ -340,7 +356,8 @@ def run_all(
                 t.num_workers = 4
     summary.skipped += skipped
     n_bench = (len(smoke) + ((len(full) if gpu else 1) if full else 0)) if measure else 0
-    total = 2 + (len(tasks) + n_bench if local else 1 + (1 if n_bench else 0))
+    sweep_entry = SWEEP_ENTRY if sweep and SWEEP_ENTRY in entries else None
+    total = 2 + (len(tasks) + n_bench + (1 if sweep_entry else 0) if local else 1 + (1 if n_bench else 0))
     step = _Steps(summary, total, progress)
 
     def record(res):
@@ -357,9 +374,18 @@ def run_all(
             label = t.label + (" (shipped checkpoints, synthetic val set)" if t.smoke else "")
             for res in step(label, t.run_job) or []:
                 record(res)
+        if sweep_entry:
+            res = step(f"sweep {sweep_entry} ({', '.join(SWEEP_VARY)}: what each setting costs, paired)", _sweep,
+                       entries[sweep_entry], run, device, progress)
+            if res is not None:
+                summary.records += res.records
+                summary.sweep_table = res.out_dir / "sweep.md"
         if measure:
             _measure(step, summary, smoke, full, device, run, time_budget_s - (time.monotonic() - start), progress)
     else:
+        if sweep_entry:
+            summary.skipped.append((f"sweep {sweep_entry}", "runs with --launcher local (`i3dbench sweep` on its own)"))
+
         def jobs(what: str, job_tasks: list):
             from .launch import run_tasks
 

@@ -200,6 +200,7 @@ class SweepResult:
     comparisons: dict  # variant label -> Comparison (the base is not in it)
     out_dir: Path
     files: list[Path]
+    records: list[Path] = field(default_factory=list)
 
 
 def run_sweep(entry, vary: dict[str, list[str]], data_root, ann, *, checkpoint=None, model=None, device: str = "cpu",
@@ -230,16 +231,17 @@ def run_sweep(entry, vary: dict[str, list[str]], data_root, ann, *, checkpoint=N
             v.result = r
     base = variants[0]
     comparisons = {v.label: compare(base, v) for v in variants[1:]}
-    _write_records(entry, variants, comparisons, run, shared)
+    records = _write_records(entry, variants, comparisons, run)
     files = write_tables(entry, variants, comparisons, run.path / "sweep" / entry.name)
-    return SweepResult(entry.name, variants, comparisons, run.path / "sweep" / entry.name, files)
+    return SweepResult(entry.name, variants, comparisons, run.path / "sweep" / entry.name, files, records)
 
 
-def _write_records(entry, variants, comparisons, run, shared) -> None:
+def _write_records(entry, variants, comparisons, run) -> list[Path]:
     """One eval record per variant: the evaluation's own, plus the sweep's knobs and comparison."""
     from .evaluate import protocol_label, views_label
     from .records import make_record, write_record
 
+    paths = []
     for v in variants:
         r = v.result
         # A variant is another protocol: its label says which knobs made it (the base keeps the entry's).
@@ -261,8 +263,9 @@ def _write_records(entry, variants, comparisons, run, shared) -> None:
                  "sweep": {"knobs": v.knobs, "label": v.label, "base": v.is_base,
                            "vs_base": None if c is None else dataclasses.asdict(c)}}
         cond = dict(r.conditions)
-        write_record(make_record(entry.name, "eval", r.metrics, cond, method, obtained=r.obtained, extra=extra),
-                     run.records)
+        paths.append(write_record(make_record(entry.name, "eval", r.metrics, cond, method, obtained=r.obtained,
+                                              extra=extra), run.records))
+    return paths
 
 
 def _fmt_interval(value, interval) -> str:

@@ -106,7 +106,7 @@ def _evals(run: Path) -> dict[str, dict]:
 
 
 def _local_reference(world: Path) -> dict[str, dict]:
-    res = run_cli(["run", "--zoo", ZOO, "--no-bench", "--workers", "0", "--quiet", "--out", world / "local"],
+    res = run_cli(["run", "--zoo", ZOO, "--no-bench", "--no-sweep", "--workers", "0", "--quiet", "--out", world / "local"],
                   expect_rc=0)
     assert "Traceback" not in res.out
     return _evals(world / "local")

@@ -49,9 +49,15 @@ def test_run_all_evaluates_measures_and_renders_into_its_run_folder(tiny_world):
     summary = runner.run_all(only=ENTRY, out=tiny_world / "run", device="cpu", num_workers=0, progress=False)
     assert summary.exit_code == 0, summary.errors
     recs = load_records(tiny_world / "run")
-    assert sorted((r["kind"], r["method"]["protocol"]) for r in recs) == [
+    plain = [r for r in recs if "sweep" not in r["extra"]]
+    assert sorted((r["kind"], r["method"]["protocol"]) for r in plain) == [
         ("bench", "fast"), ("bench", "published"), ("eval", "2x3-prob-sampler1.x")]
-    ev = next(r for r in recs if r["kind"] == "eval")
+    # the small protocol sweep: the entry's own protocol and the three other sampler x averaging variants
+    swept = sorted(r["extra"]["sweep"]["label"] for r in recs if "sweep" in r["extra"])
+    assert swept == ["sampler=0.x, averaging=prob", "sampler=0.x, averaging=score", "sampler=1.x, averaging=prob",
+                     "sampler=1.x, averaging=score"]
+    assert summary.sweep_table.exists() and "protocol sweep" in summary.describe()
+    ev = next(r for r in plain if r["kind"] == "eval")
     assert ev["obtained"]["how"] == "computed" and ev["conditions"]["checkpoint_verified"].startswith("verified: sha256 prefix")
     assert (tiny_world / "run" / "report" / "README.md").exists() and (tiny_world / "run" / "env.txt").exists()
     assert ENTRY in summary.table and str(tiny_world / "run") in summary.describe()
@@ -94,9 +100,12 @@ def test_select_entries_and_missing_checkpoint():
 
 
 def test_cli_run_prints_the_table_and_leaves_git_clean(tiny_world):
+    def status():
+        return subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=all"],
+                              capture_output=True, text=True).stdout
+
+    before = status()
     res = run_cli(["run", "--only", ENTRY, "--out", tiny_world / "cli-run", "--quiet"], expect_rc=0,
                   must_name=[ENTRY, "published top-1", "tables:"], watch=TRACKED)
     assert "i3dbench publish" in res.out
-    status = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=all", "--",
-                             "results", "README.md", "zoo"], capture_output=True, text=True)
-    assert status.returncode != 0 or status.stdout == ""
+    assert status() == before  # nothing tracked changed, nothing untracked appeared in the checkout

@@ -136,7 +136,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.plan:
         return _plan(args, slurm)
     summary = run_all(zoo=args.zoo, only=args.only, out=args.out, device=args.device, progress=not args.quiet,
-                      measure=not args.no_bench, num_workers=args.workers, launcher=args.launcher, slurm=slurm)
+                      measure=not args.no_bench, num_workers=args.workers, launcher=args.launcher, slurm=slurm,
+                      sweep=not args.no_sweep)
     print(summary.describe())
     return summary.exit_code
 
@@ -245,6 +246,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--workers", type=positive_int.allow_zero,
                    help="data loading processes per evaluation (default: 2, K400 groups 4; in a Slurm job its CPUs - 1)")
     p.add_argument("--no-bench", action="store_true", help="evaluate and render only: no speed / memory step")
+    p.add_argument("--no-sweep", action="store_true", help="no protocol sweep on the smoke entry")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     g = p.add_argument_group("launcher", "where the evaluation of each input group runs")
     g.add_argument("--launcher", choices=["local", "slurm"], default="local",
