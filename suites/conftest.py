@@ -1,85 +1,107 @@
-"""The benchmark suites users run: ``pytest suites/ --benchmark [--zoo FILE] [--only NAMES] [--device D]``.
+"""The benchmark suites: ``pytest suites/ --benchmark [--quick] [--zoo FILE] [--only NAMES] [--device D] [--out DIR]``.
 
 Options (ours; ``--benchmark`` is not a pytest-benchmark flag):
-  --benchmark      turn on the heavy suite (accuracy, throughput, memory); without it only
-                   the fast checks run (manifest valid, every model builds)
-  --zoo FILE       manifest whose entries parametrise the tests (default: K400 zoo + smoke zoo)
-  --only NAMES     comma-separated entry names or shell patterns
-  --device D       cpu | cuda | cuda:N (default: cuda when available)
-  --records-dir D  where records go (default results/records); --results-dir D (default results)
-  --no-report      do not render the tables at the end
+  --benchmark   turn on the heavy suite (accuracy, speed and memory, the gate's power); without
+                it only the fast checks run (manifest valid, every model builds)
+  --quick       CI-sized: short timed loops, 2 gate-power trials, the perf suites that take
+                minutes skipped (each says so); ends by gating the session against a fresh
+                baseline measured at its end (test_self_gate.py)
+  --zoo FILE    manifest whose entries parametrise the tests (default: K400 zoo + smoke zoo)
+  --only NAMES  comma-separated entry names or shell patterns
+  --device D    cpu | cuda | cuda:N (default: cuda when available)
+  --out DIR     the run folder (default: a new ``runs/<UTC time>-<host>/``, see i3dbench.runs)
 
-Tests that take a zoo entry ask for the ``zoo_entry`` fixture and are parametrised by
-entry name (``test_accuracy[smoke_i3d_tiny_video]``). Heavy tests carry the ``heavy`` marker.
-When the session wrote records, it ends by rendering results/ (``i3dbench report``).
+Everything a session measures goes into its run folder, and nowhere else: ``records/``,
+``predictions/``, ``perf/`` (JSON with provenance), ``baseline/`` (--quick) and ``report/``,
+rendered at the end of the session from ``records/`` (a failing render fails the session).
+The run folder is created on first use: the fast checks alone create none.
+
+pytest-benchmark's ``--benchmark-only`` is refused: no suite here times with its fixture
+(they need interleaved, time-based loops and records), so it would skip every test and exit 0.
 """
 
 from __future__ import annotations
 
+import traceback
 from pathlib import Path
 
 import pytest
+
+BENCHMARK_ONLY_HINT = (
+    "this project's heavy suite is `pytest suites/ --benchmark` (CI-sized: add --quick); "
+    "--benchmark-only would skip every suite that does not time with pytest-benchmark's fixture, "
+    "which is all of them"
+)
 
 
 def pytest_addoption(parser):
     g = parser.getgroup("i3dbench", "i3dbench benchmark suites")
     g.addoption("--benchmark", action="store_true", default=False,
-                help="run the heavy benchmark suite (accuracy, throughput, memory); default: fast checks only")
+                help="run the heavy benchmark suite (accuracy, speed, memory, gate power); default: fast checks only")
+    g.addoption("--quick", action="store_true", default=False,
+                help="with --benchmark: CI-sized budgets; skips the perf suites that take minutes; "
+                     "ends by gating the session against a fresh baseline")
     g.addoption("--zoo", default=None, help="zoo manifest (default: K400 zoo + smoke zoo)")
     g.addoption("--only", default=None, help="comma-separated entry names or shell patterns")
     g.addoption("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available)")
-    g.addoption("--records-dir", default="results/records", help="records folder (default results/records)")
-    g.addoption("--results-dir", default="results", help="rendered tables folder (default results)")
-    g.addoption("--no-report", action="store_true", default=False, help="do not render results/ at the end")
+    g.addoption("--out", default=None, help="run folder (default: a new runs/<UTC time>-<host>/)")
 
 
 def pytest_configure(config):
+    # Refused whatever else is given: with it, every test here is skipped and pytest exits 0.
+    if config.getoption("benchmark_only", default=False):
+        raise pytest.UsageError(BENCHMARK_ONLY_HINT)
+    if config.getoption("--quick") and not config.getoption("--benchmark"):
+        raise pytest.UsageError("--quick sizes the heavy suite: give it together with --benchmark "
+                                "(`pytest suites/ --benchmark --quick`)")
     config.addinivalue_line("markers", "heavy: part of the heavy benchmark suite (needs --benchmark)")
-    config.stash[_WRITTEN] = []
+    config.addinivalue_line("markers", "perf: takes minutes (skipped with --quick)")
+    config.addinivalue_line("markers", "last: runs after every other test of the session")
+    config.stash[_STATE] = _State()
 
 
-_WRITTEN = pytest.StashKey[list]()
+class _State:
+    """What a session shares: its run folder (opened on first use) and how to re-measure what it recorded."""
+
+    def __init__(self):
+        self.run = None
+        self.remeasure: list = []  # (label, fn(RunDir)) for every measurement written to <run>/records
+        self.report_path = None
+        self.report_error = None
 
 
-def _entries(config) -> dict:
-    from i3dbench.runner import select_entries
-    from i3dbench.zoo import load_zoo, load_zoos
-
-    zoo = config.getoption("--zoo")
-    return select_entries(load_zoo(zoo) if zoo else load_zoos(), config.getoption("--only"))
+_STATE = pytest.StashKey[_State]()
 
 
 def pytest_generate_tests(metafunc):
     if "zoo_entry" in metafunc.fixturenames:
-        entries = _entries(metafunc.config)
+        from suite_support import selected_entries
+
+        entries = selected_entries(metafunc.config)
         metafunc.parametrize("zoo_entry", list(entries.values()), ids=list(entries))
 
 
 def pytest_collection_modifyitems(config, items):
-    if config.getoption("--benchmark"):
-        return
-    skip = pytest.mark.skip(reason="heavy benchmark suite: run with --benchmark")
-    for item in items:
-        if "heavy" in item.keywords:
-            item.add_marker(skip)
-
-
-def pytest_benchmark_update_machine_info(config, machine_info):
-    """pytest-benchmark hook: name the GPU (and the device the suite ran on) in machine_info."""
-    import torch
-
-    machine_info["i3dbench_device"] = _device(config)
-    machine_info["torch"] = torch.__version__
-    if torch.cuda.is_available():
-        machine_info["gpu"] = torch.cuda.get_device_name(0)
-        machine_info["cuda"] = torch.version.cuda
-        machine_info["cudnn"] = torch.backends.cudnn.version()
+    if not config.getoption("--benchmark"):
+        skip = pytest.mark.skip(reason="heavy benchmark suite: run with --benchmark")
+        for item in items:
+            if "heavy" in item.keywords:
+                item.add_marker(skip)
+    elif config.getoption("--quick"):
+        skip = pytest.mark.skip(reason="--quick: this perf suite takes minutes; run without --quick")
+        for item in items:
+            if "perf" in item.keywords:
+                item.add_marker(skip)
+    # The self-gate re-measures what the others recorded: it must come after all of them.
+    items[:] = [i for i in items if "last" not in i.keywords] + [i for i in items if "last" in i.keywords]
 
 
 def _device(config) -> str:
     import torch
 
-    return config.getoption("--device") or ("cuda" if torch.cuda.is_available() else "cpu")
+    from i3dbench.evaluate import check_device
+
+    return check_device(config.getoption("--device") or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
 @pytest.fixture(scope="session")
@@ -88,40 +110,57 @@ def device(pytestconfig) -> str:
 
 
 @pytest.fixture(scope="session")
-def records_dir(pytestconfig) -> Path:
-    return Path(pytestconfig.getoption("--records-dir"))
+def quick(pytestconfig) -> bool:
+    return bool(pytestconfig.getoption("--quick"))
 
 
 @pytest.fixture(scope="session")
-def written_records(pytestconfig) -> list:
-    """Append the path of every record a test writes: the session renders the tables if any."""
-    return pytestconfig.stash[_WRITTEN]
+def run_dir(pytestconfig):
+    """The session's run folder (``runs.RunDir``): ``--out`` or a new one, opened on first use."""
+    from i3dbench.runs import open_run_dir
+
+    state = pytestconfig.stash[_STATE]
+    if state.run is None:
+        state.run = open_run_dir(pytestconfig.getoption("--out"))
+    return state.run
+
+
+@pytest.fixture(scope="session")
+def remeasure(pytestconfig) -> list:
+    """Append ``(label, fn)`` for every measurement a test writes into ``<run>/records``:
+    ``fn(RunDir)`` measures the same thing again into another run folder (the self-gate's
+    fresh baseline). The self-gate cannot pass if something recorded is missing here."""
+    return pytestconfig.stash[_STATE].remeasure
 
 
 def pytest_sessionfinish(session, exitstatus):
     config = session.config
-    written = config.stash.get(_WRITTEN, [])
-    if not written or config.getoption("--no-report") or hasattr(config, "workerinput"):
+    state = config.stash.get(_STATE, None)
+    if state is None or state.run is None or hasattr(config, "workerinput"):
+        return
+    if not any(state.run.records.glob("*.json")):
         return
     from i3dbench.report import render_report
-    from i3dbench.zoo import load_zoo, load_zoos
 
-    # One table row per entry of the usual zoos; a custom manifest with other entries is used as is.
-    zoo = config.getoption("--zoo")
-    if zoo and not set(load_zoo(zoo)) <= set(load_zoos()):
-        chosen = zoo
-    else:
-        chosen = None
-    res = render_report(config.getoption("--records-dir"), config.getoption("--results-dir"), zoo=chosen)
-    config.stash[_REPORT] = res.out_dir / "README.md"
-
-
-_REPORT = pytest.StashKey[Path]()
+    try:
+        res = render_report(state.run.records, state.run.report, zoo=config.getoption("--zoo"))
+        state.report_path = Path(res.out_dir) / "README.md"
+    except Exception:  # noqa: BLE001 - not swallowed: shown in the summary, and the session fails
+        state.report_error = traceback.format_exc()
+        if session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    # pytest_sessionfinish runs before the summary: say where the tables are.
-    path = config.stash.get(_REPORT, None)
-    if path is not None:
-        n = len(config.stash.get(_WRITTEN, []))
-        terminalreporter.write_line(f"i3dbench: {n} records written; tables rendered in {path}")
+    # pytest_sessionfinish runs before the summary: say where everything is.
+    state = config.stash.get(_STATE, None)
+    if state is None or state.run is None:
+        return
+    n = len(list(state.run.records.glob("*.json"))) if state.run.records.is_dir() else 0
+    terminalreporter.write_sep("-", "i3dbench")
+    terminalreporter.write_line(f"run folder: {state.run.path} ({n} records)")
+    if state.report_path is not None:
+        terminalreporter.write_line(f"report: {state.report_path}")
+    if state.report_error is not None:
+        terminalreporter.write_line("REPORT FAILED to render from the run's records (the session fails):", red=True)
+        terminalreporter.write_line(state.report_error)

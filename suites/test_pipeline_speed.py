@@ -9,9 +9,11 @@ normalisation (MMAction2: its ActionDataPreprocessor; i3dbench: ``transforms.nor
 MMAction2 runs its own transforms (DecordInit, SampleFrames, DecordDecode, Resize, ThreeCrop,
 FormatShape, PackActionInputs) on the same files.
 
-Rounds alternate: each i3dbench round (timed by pytest-benchmark) follows one MMAction2 round
-(timed the same way, in the fixture's setup), so both see the same machine load. The ratio
-(MMAction2 median / i3dbench median) and both sides' CPU time go to ``extra_info``.
+Rounds alternate: each i3dbench round follows one MMAction2 round (both timed with
+``time.perf_counter``, one untimed warm-up round each first), so both see the same machine
+load. The ratio (MMAction2 median / i3dbench median) and both sides' CPU time go, with the
+conditions and the method, to ``<run>/perf/pipeline_speed-<videos>-<normalise>.json``.
+Skipped with --quick (minutes), and without MMAction2 (the reference).
 
 Both run with one torch thread, as each DataLoader worker does (torch sets one thread per
 worker), which also keeps the figures steady on a shared machine.
@@ -25,10 +27,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from suite_support import SESSION_RESULTS, write_perf
+
+from i3dbench.records import now_iso
 
 ENTRY = "i3d_r50_video_32x2x1_100e_kinetics400_rgb"
 VIDEOS_PER_ROUND = 4
 ROUNDS = 3
+pytestmark = [pytest.mark.heavy, pytest.mark.perf]
 
 
 def _mmaction_or_skip():
@@ -57,12 +63,10 @@ def _video_set(kind: str) -> tuple[Path, Path]:
     return synthetic.synthetic_paths(root, "videos", "short256", "val")
 
 
-@pytest.mark.heavy
 @pytest.mark.parametrize(("videos", "normalise"), [("k400_length", True), ("k400_length", False), ("synthetic", True)])
-def test_test_pipeline_vs_mmaction(benchmark, request, capsys, videos, normalise):
-    if not request.config.getoption("--benchmark", default=False):
-        pytest.skip("speed benchmark: run with --benchmark")
+def test_test_pipeline_vs_mmaction(capsys, run_dir, videos, normalise):
     Compose, ActionDataPreprocessor = _mmaction_or_skip()
+    started = now_iso()
     from i3dbench.data.dataset import build_dataset
     from i3dbench.zoo import get_entry
 
@@ -95,7 +99,7 @@ def test_test_pipeline_vs_mmaction(benchmark, request, capsys, videos, normalise
     assert ours0.shape == mm0.shape == (entry.views_per_video, 3, d.clip_len, 256, 256)
     assert torch.equal(ours0, mm0.to(ours0.dtype)), "pipelines disagree: the comparison would be meaningless"
 
-    mm_wall, mm_cpu, our_cpu = [], [], []
+    mm_wall, mm_cpu, our_wall, our_cpu = [], [], [], []
 
     def mmaction_round():
         w, c = time.perf_counter(), time.process_time()
@@ -105,29 +109,44 @@ def test_test_pipeline_vs_mmaction(benchmark, request, capsys, videos, normalise
         mm_cpu.append(time.process_time() - c)
 
     def our_round():
-        c = time.process_time()
+        w, c = time.perf_counter(), time.process_time()
         for i in items:
             ds[i]
+        our_wall.append(time.perf_counter() - w)
         our_cpu.append(time.process_time() - c)
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        benchmark.pedantic(our_round, setup=mmaction_round, rounds=ROUNDS, warmup_rounds=1)
+        for _ in range(ROUNDS + 1):  # round 0 of each side is the warm-up
+            mmaction_round()
+            our_round()
     finally:
         torch.set_num_threads(threads)
-    ours = benchmark.stats.stats.median
-    mm = statistics.median(mm_wall[1:])  # [0] is the warm-up round
+    ours = statistics.median(our_wall[1:])
+    mm = statistics.median(mm_wall[1:])
     ratio = mm / ours
     cpu_ratio = statistics.median(mm_cpu[1:]) / statistics.median(our_cpu[1:])
-    benchmark.extra_info.update(
+    results = dict(
         videos=videos, normalise=normalise, videos_per_round=len(items), entry=ENTRY,
         views_per_video=entry.views_per_video, torch_threads=1,
-        mmaction_median_s=round(mm, 4), i3dbench_median_s=round(ours, 4),
-        mmaction_rounds_s=[round(x, 4) for x in mm_wall[1:]],
-        ratio_vs_mmaction=round(ratio, 3), cpu_time_ratio_vs_mmaction=round(cpu_ratio, 3),
-        i3dbench_videos_per_s=round(len(items) / ours, 3), mmaction_videos_per_s=round(len(items) / mm, 3),
+        mmaction_median_s=mm, i3dbench_median_s=ours, mmaction_rounds_s=mm_wall[1:], i3dbench_rounds_s=our_wall[1:],
+        ratio_vs_mmaction=ratio, cpu_time_ratio_vs_mmaction=cpu_ratio,
+        i3dbench_videos_per_s=len(items) / ours, mmaction_videos_per_s=len(items) / mm,
     )
+    SESSION_RESULTS.setdefault("pipeline", []).append(results)
+    method = {
+        "name": "pipeline_speed",
+        "protocol": "published test pipeline of the entry: decode + SampleFrames + Resize + ThreeCrop + FormatShape"
+                    + (" + normalisation" if normalise else ""),
+        "compared": "MMAction2's own transforms vs i3dbench's dataset, same files, pixel-identical output checked first",
+        "rounds": ROUNDS, "warmup_rounds": 1, "videos_per_round": len(items),
+        "interleaving": "MMAction2 round, then i3dbench round, repeated",
+        "statistic": "ratio of median round wall times (time.perf_counter); CPU time from time.process_time",
+        "torch_threads": 1,
+    }
+    write_perf(run_dir, f"pipeline_speed-{videos}-{'normalise' if normalise else 'uint8'}", results, method=method,
+               started=started, device="cpu", views=entry.views_per_video, decoder="decord")
     with capsys.disabled():
         print(f"\n[pipeline speed] {videos}, normalise={normalise}: MMAction2 {len(items) / mm:.2f} video/s, "
               f"i3dbench {len(items) / ours:.2f} video/s -> {ratio:.2f}x (CPU time {cpu_ratio:.2f}x; "

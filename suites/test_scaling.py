@@ -2,39 +2,43 @@
 
     pytest suites/test_scaling.py --benchmark -s
 
-On the smoke I3D (8 base channels, random weights) so that the whole file takes about a
-minute on 2 CPU cores. Each series is measured with its points interleaved (every
+On the smoke I3D (random weights) so that the whole file takes a few minutes on 2 CPU
+cores (skipped with --quick). Each series is measured with its points interleaved (every
 repetition visits every point once, in a rotating order) and fitted with a straight line
 (times: the minimum over repetitions, the least disturbed; memory: the median). Slope,
-intercept and R^2 are printed, stored in pytest-benchmark's ``extra_info`` and written to
-``<results-dir>/perf/scaling.json`` with a figure ``scaling.png``. The cost must be linear: R^2 >= 0.9 for times, >= 0.95 for memory.
+intercept and R^2 are printed and written, with the conditions and the method, to
+``<run>/perf/scaling.json`` with a figure ``scaling.png``. The cost must be linear: R^2 >= 0.9
+for times, >= 0.95 for memory.
 
 * videos:      the eval loop (decode + test pipeline + model + view averaging) over N
                synthetic val videos; time ~ N
 (one torch thread throughout: see ``setup``)
 * views:       one forward of V views (8 x 112 x 112); time ~ V
 * clip length: one forward of 6 views of T frames (112 x 112); time ~ T
-* batch:       peak memory of a training step (measure.measure_memory: forward, backward,
+* batch:       peak memory of a training step (memory.measure_train_memory: forward, backward,
                clipping, SGD step) on B clips of the entry's train input; memory ~ B
                (CUDA: max_memory_allocated; CPU: peak live tensor bytes, torch.profiler)
 """
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from suite_support import perf_dir, write_perf
+
+from i3dbench.records import now_iso
 
 ENTRY = "smoke_i3d_tiny_video"
 REPS = int(os.environ.get("I3DBENCH_SCALING_REPS", "3"))
 SIZE = 112  # crop for the model-only series: large enough that a forward is not all overhead
 _FITS: dict = {}
+_STARTED: list = []  # when the first series began (the perf file's conditions.time)
+pytestmark = [pytest.mark.heavy, pytest.mark.perf]
 
 
 def linear_fit(x, y) -> dict:
@@ -61,9 +65,7 @@ def _interleaved(points, fn, reps=REPS, reduce=min) -> list[float]:
 
 
 @pytest.fixture(scope="module")
-def setup(request, device):
-    if not request.config.getoption("--benchmark", default=False):
-        pytest.skip("scaling benchmark: run with --benchmark")
+def setup(device):
     from i3dbench.models import build_model
     from i3dbench.zoo import get_entry
 
@@ -73,6 +75,7 @@ def setup(request, device):
     # at every barrier for whichever thread the scheduler parked, which swamps small forwards.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    _STARTED.append(now_iso())
     yield entry, build_model(entry).to(device).eval(), torch.device(device)
     torch.set_num_threads(threads)
 
@@ -87,9 +90,8 @@ def _timed(dev, fn) -> float:
     return time.perf_counter() - t0
 
 
-def _report(name, xlabel, ylabel, fit, benchmark, capsys, min_r2):
+def _report(name, xlabel, ylabel, fit, capsys, min_r2):
     _FITS[name] = dict(fit, xlabel=xlabel, ylabel=ylabel)
-    benchmark.extra_info.update({f"{name}_fit": {k: fit[k] for k in ("slope", "intercept", "r2")}, f"{name}_points": fit})
     with capsys.disabled():
         pts = ", ".join(f"{x:g}->{y:.4g}" for x, y in zip(fit["x"], fit["y"]))
         print(f"\n[scaling] {name}: {ylabel} = {fit['intercept']:.4g} + {fit['slope']:.4g} * {xlabel}, "
@@ -98,7 +100,7 @@ def _report(name, xlabel, ylabel, fit, benchmark, capsys, min_r2):
     assert fit["slope"] > 0
 
 
-def test_scaling_eval_time_vs_videos(benchmark, capsys, setup):
+def test_scaling_eval_time_vs_videos(capsys, setup):
     from i3dbench.data import synthetic
     from i3dbench.data.dataset import build_dataset
     from i3dbench.metrics import average_views
@@ -117,11 +119,11 @@ def test_scaling_eval_time_vs_videos(benchmark, capsys, setup):
                     average_views(model(views.to(dev)), views.shape[0], entry.test.average_clips).cpu()
         return _timed(dev, run)
 
-    y = benchmark.pedantic(lambda: _interleaved(points, eval_n), rounds=1, iterations=1)
-    _report("videos", "videos", "eval time (s)", linear_fit(points, y), benchmark, capsys, 0.9)
+    y = _interleaved(points, eval_n)
+    _report("videos", "videos", "eval time (s)", linear_fit(points, y), capsys, 0.9)
 
 
-def test_scaling_time_vs_views(benchmark, capsys, setup):
+def test_scaling_time_vs_views(capsys, setup):
     entry, model, dev = setup
     points = [2, 4, 8, 16, 32]
     t = entry.data.clip_len
@@ -130,11 +132,11 @@ def test_scaling_time_vs_views(benchmark, capsys, setup):
     def forward(v):
         return _timed(dev, lambda: _no_grad(lambda: model(x[:v])))
 
-    y = benchmark.pedantic(lambda: _interleaved(points, forward), rounds=1, iterations=1)
-    _report("views", "views", "forward time (s)", linear_fit(points, y), benchmark, capsys, 0.9)
+    y = _interleaved(points, forward)
+    _report("views", "views", "forward time (s)", linear_fit(points, y), capsys, 0.9)
 
 
-def test_scaling_time_vs_clip_length(benchmark, capsys, setup):
+def test_scaling_time_vs_clip_length(capsys, setup):
     _, model, dev = setup
     points = [8, 16, 32, 64]
     xs = {t: torch.randn((6, 3, t, SIZE, SIZE), device=dev) for t in points}
@@ -142,12 +144,12 @@ def test_scaling_time_vs_clip_length(benchmark, capsys, setup):
     def forward(t):
         return _timed(dev, lambda: _no_grad(lambda: model(xs[t])))
 
-    y = benchmark.pedantic(lambda: _interleaved(points, forward), rounds=1, iterations=1)
-    _report("clip_length", "frames", "forward time (s)", linear_fit(points, y), benchmark, capsys, 0.9)
+    y = _interleaved(points, forward)
+    _report("clip_length", "frames", "forward time (s)", linear_fit(points, y), capsys, 0.9)
 
 
-def test_scaling_memory_vs_batch(benchmark, capsys, setup, request):
-    from i3dbench.measure import measure_memory
+def test_scaling_memory_vs_batch(capsys, setup, run_dir):
+    from i3dbench.memory import measure_train_memory
 
     entry, model, dev = setup
     # From 8 clips up: below that, the step's peak for this small model is in the optimizer
@@ -156,14 +158,15 @@ def test_scaling_memory_vs_batch(benchmark, capsys, setup, request):
     kinds = set()
 
     def train_peak(b):
-        r = measure_memory(entry, device=dev, batch=b, train=True, inference=False, model=model)
-        kinds.add(r.train_kind)
-        return r.train_mb
+        r = measure_train_memory(entry, device=dev, batch=b, model=model)
+        assert r.peak_mb is not None, f"batch {b}: {r.details}"
+        kinds.add(r.kind)
+        return r.peak_mb
 
-    y = benchmark.pedantic(lambda: _interleaved(points, train_peak, reduce=statistics.median), rounds=1, iterations=1)
+    y = _interleaved(points, train_peak, reduce=statistics.median)
     _report("batch_memory", "clips per step", f"train-step peak memory (MiB, {', '.join(sorted(kinds))})",
-            linear_fit(points, y), benchmark, capsys, 0.95)
-    _write(request)
+            linear_fit(points, y), capsys, 0.95)
+    _write(run_dir, dev)
 
 
 def _no_grad(fn):
@@ -171,13 +174,25 @@ def _no_grad(fn):
         return fn()
 
 
-def _write(request) -> None:
-    """scaling.json and scaling.png under <results-dir>/perf (all fits measured in this session)."""
-    from i3dbench.records import atomic_write_text
-
-    out = Path(request.config.getoption("--results-dir", default="results")) / "perf"
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "scaling.json", json.dumps({"entry": ENTRY, "reps": REPS, "fits": _FITS}, indent=2) + "\n")
+def _write(run_dir, dev) -> None:
+    """scaling.json (fits + conditions + method) and scaling.png under <run>/perf, from this session's series."""
+    method = {
+        "name": "scaling",
+        "protocol": "interleaved series on the smoke entry's model, random weights, 1 torch thread",
+        "reps": REPS,
+        "statistic": "times: minimum over repetitions; memory: median over repetitions",
+        "fit": "least squares straight line, R^2",
+        "series": {
+            "videos": "eval loop (decode + test pipeline + forward + view averaging) over N synthetic val videos",
+            "views": f"one forward of V views of 3 x clip_len x {SIZE} x {SIZE}",
+            "clip_length": f"one forward of 6 views of 3 x T x {SIZE} x {SIZE}",
+            "batch_memory": "memory.measure_train_memory: peak of a training step at B clips",
+        },
+        "timer": "time.perf_counter (synchronised on CUDA)",
+    }
+    write_perf(run_dir, "scaling", {"entry": ENTRY, "fits": _FITS}, method=method, started=_STARTED[0],
+               device=str(dev))
+    out = perf_dir(run_dir)
     import matplotlib
 
     matplotlib.use("Agg")

@@ -1,6 +1,6 @@
 """Model speed side by side: MMAction2 1.2.0 fp32 vs i3dbench fp32 vs i3dbench fast, and agreement.
 
-    pytest suites/ --benchmark -k speed -s [--benchmark-json results/perf/speed.json]
+    pytest suites/ --benchmark -k speed -s          (needs MMAction2; skipped with --quick)
 
 One view of 1 x 3 x 32 x 256 x 256 (the plain I3D R50 entry's test view; issue 7 goal 1)
 through backbone + head, with the same random weights in both libraries (MMAction2's model
@@ -14,10 +14,10 @@ randomised so folding has work to do). Variants:
 * ``i3dbench fast+compile`` — the same, torch.compile'd (inductor, weights frozen / pre-packed)
 
 The machine may be shared, so timings are interleaved: each round runs every variant once,
-in a rotating order, and the ratio is taken per round (MMAction2 time / variant time) and
-then the median over rounds. pytest-benchmark times the whole round; the per-variant times
-and ratios go to its ``extra_info`` (and so into ``--benchmark-json``); everything, agreement
-included, to ``<results-dir>/perf/speed_vs_mmaction2.json`` (and a markdown table next to it).
+in a rotating order (``time.perf_counter``, synchronised on CUDA), and the ratio is taken per
+round (MMAction2 time / variant time) and then the median over rounds. Everything, agreement
+included, goes with the conditions and the method to ``<run>/perf/speed_vs_mmaction2.json``
+(and a markdown table next to it), written by ``test_speed_summary``.
 
 Agreement (argmax vs our fp32, and top-1; goals >= 99.5 % and within 0.3 points) on the
 synthetic val set: for the full-size entry with a trained checkpoint when one is at hand
@@ -35,7 +35,6 @@ Environment: ``I3DBENCH_SPEED_ROUNDS`` (default 7), ``I3DBENCH_AGREE_VIDEOS`` (d
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import time
@@ -43,6 +42,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from suite_support import SESSION_RESULTS, write_perf
+
+from i3dbench.records import now_iso
 
 ENTRY = "i3d_r50_32x2x1_100e_kinetics400_rgb"
 SMOKE_ENTRIES = ("smoke_i3d_tiny_video", "smoke_i3d_nl_tiny_video")  # trained I3Ds ship for these
@@ -51,12 +53,9 @@ VIEW = (1, 3, 32, 256, 256)
 ROUNDS = int(os.environ.get("I3DBENCH_SPEED_ROUNDS", "7"))
 WITH_COMPILE = os.environ.get("I3DBENCH_SPEED_COMPILE", "1") != "0"
 GOAL_RATIO, GOAL_AGREEMENT, GOAL_TOP1_PTS = 3.0, 99.5, 0.3
-_RESULTS: dict = {}  # filled by the tests below, printed by test_speed_summary
-
-
-def _heavy(request) -> None:
-    if not request.config.getoption("--benchmark", default=False):
-        pytest.skip("speed benchmark: run with --benchmark")
+_RESULTS: dict = {}  # filled by the tests below, printed and written by test_speed_summary
+_STARTED: list = []  # when the first measurement began (the perf file's conditions.time)
+pytestmark = [pytest.mark.heavy, pytest.mark.perf]
 
 
 def _mmaction_model_or_skip():
@@ -85,9 +84,9 @@ def _randomise_bn(model: torch.nn.Module, seed: int = 0) -> None:
 
 
 @pytest.fixture(scope="module")
-def twin_models(request, device):
+def twin_models(device):
     """(MMAction2 model, our model) holding the same random weights, on ``device``."""
-    _heavy(request)
+    _STARTED.append(now_iso())
     torch.manual_seed(0)
     mm = _mmaction_model_or_skip()
     _randomise_bn(mm)
@@ -140,7 +139,7 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
-def test_speed_model_vs_mmaction(benchmark, request, capsys, variants, device):
+def test_speed_model_vs_mmaction(capsys, variants, device):
     """Interleaved rounds of every variant on one 1x3x32x256x256 view; ratios vs MMAction2 fp32."""
     fns, info = variants
     x = torch.randn(VIEW, generator=torch.Generator().manual_seed(1)).to(device)
@@ -161,7 +160,8 @@ def test_speed_model_vs_mmaction(benchmark, request, capsys, variants, device):
             _sync(device)
             times[name].append(time.perf_counter() - t0)
 
-    benchmark.pedantic(one_round, rounds=ROUNDS, iterations=1, warmup_rounds=0)
+    for _ in range(ROUNDS):
+        one_round()
 
     ref = times["mmaction2 fp32"]
     rows = {}
@@ -181,9 +181,6 @@ def test_speed_model_vs_mmaction(benchmark, request, capsys, variants, device):
     _RESULTS["model"] = {"rows": rows, "info": info, "rounds": ROUNDS, "threads": torch.get_num_threads(),
                          "device": device, "mmaction_vs_ours_fp32_max_abs_diff": same,
                          "logit_scale": mm_out.abs().max().item()}
-    benchmark.extra_info.update(entry=ENTRY, view=list(VIEW), threads=torch.get_num_threads(), **info,
-                                variants={k: {kk: vv for kk, vv in v.items()} for k, v in rows.items()},
-                                mmaction_vs_ours_fp32_max_abs_diff=same)
     with capsys.disabled():
         print("\n" + _model_table(rows, info))
     assert torch.allclose(our_out, mm_out, rtol=1e-4, atol=1e-4 * mm_out.abs().max().item()), same
@@ -245,7 +242,7 @@ def _full_size_checkpoint(entry):
     return cached if cached is not None and cached.exists() else None
 
 
-def test_speed_fast_path_agreement(request, capsys, twin_models, variants, device):
+def test_speed_fast_path_agreement(capsys, twin_models, variants, device):
     """Agreement of the fast variants with our fp32 on the synthetic val set (full-size I3D).
 
     Entry's val protocol (1 clip, centre crop 224). Which weights:
@@ -360,7 +357,9 @@ def _load_trained_smoke(entry, model) -> Path:
     cached checkpoints of earlier versions of its settings (newest first) that still load
     strictly (same architecture). Skips when none does."""
     from i3dbench.checkpoints import CheckpointError, load_checkpoint
-    from i3dbench.runner import cache_root, smoke_checkpoint
+    from i3dbench.errors import UserError
+    from i3dbench.runner import smoke_checkpoint
+    from i3dbench.runs import cache_root
 
     if os.environ.get("I3DBENCH_SMOKE_CHECKPOINT"):
         path = Path(os.environ["I3DBENCH_SMOKE_CHECKPOINT"])
@@ -369,7 +368,7 @@ def _load_trained_smoke(entry, model) -> Path:
     candidates = []
     try:
         candidates.append(smoke_checkpoint(entry, train_if_missing=False))
-    except FileNotFoundError:
+    except (FileNotFoundError, UserError):
         pass
     older = sorted((cache_root() / "smoke" / entry.name).glob("*/latest.pth"), key=lambda p: p.stat().st_mtime)
     candidates += [p for p in reversed(older) if p not in candidates]
@@ -384,12 +383,12 @@ def _load_trained_smoke(entry, model) -> Path:
 
 
 @pytest.mark.parametrize("smoke_entry", SMOKE_ENTRIES)
-def test_speed_fast_path_agreement_trained_smoke(request, capsys, device, smoke_entry):
+def test_speed_fast_path_agreement_trained_smoke(capsys, device, smoke_entry):
     """The same check on a *trained* I3D: the smoke entry's checkpoint (shipped with the smoke
     zoo, or cached by `i3dbench train`), its full test protocol (2 clips x 3 crops, prob
     averaging) on the synthetic val set, fp32 vs the bf16 fast path (forced, whatever the
     autotuner would pick); the non-local entry checks the attention block under bf16 too."""
-    _heavy(request)
+    _STARTED.append(now_iso())
     from i3dbench import fastpath
     from i3dbench.data.dataset import build_dataset
     from i3dbench.models import build_model
@@ -427,9 +426,8 @@ def test_speed_fast_path_agreement_trained_smoke(request, capsys, device, smoke_
     assert agree >= GOAL_AGREEMENT and abs(top1 - top1_ref) <= GOAL_TOP1_PTS
 
 
-def test_speed_summary(request, capsys):
+def test_speed_summary(capsys, run_dir, device):
     """One table: model-only ratios (above) and the pipeline ratio if test_pipeline_speed ran."""
-    _heavy(request)
     if "model" not in _RESULTS:
         pytest.skip("the model speed test did not run in this session (MMAction2 missing, or deselected)")
     from tabulate import tabulate
@@ -448,18 +446,24 @@ def test_speed_summary(request, capsys):
     for t in _RESULTS.get("agreement_trained_smoke", {}).values():
         rows.append([f"trained {t['entry']} ({t['views_per_video']} views)", t["fast"], "-",
                      f"{t['argmax_agreement_pct']:.2f}%", f"{t['top1_fast'] - t['top1_fp32']:+.2f}"])
-    for b in getattr(getattr(request.config, "_benchmarksession", None), "benchmarks", []) or []:
-        x = getattr(b, "extra_info", {}) or {}
-        if "ratio_vs_mmaction" in x:
-            rows.append([f"pipeline ({x.get('videos')}, normalise={x.get('normalise')})", "i3dbench test pipeline",
-                         f"{x['ratio_vs_mmaction']:.2f}x", "pixel-identical", "-"])
+    for x in SESSION_RESULTS.get("pipeline", []):  # measured by test_pipeline_speed in this session
+        rows.append([f"pipeline ({x['videos']}, normalise={x['normalise']})", "i3dbench test pipeline",
+                     f"{x['ratio_vs_mmaction']:.2f}x", "pixel-identical", "-"])
     table = tabulate(rows, headers=["what", "i3dbench variant", "speed vs MMAction2 fp32", "argmax agreement",
                                     "top-1 delta (pts)"], tablefmt="github")
     with capsys.disabled():
         print("\n[speed summary vs MMAction2 1.2.0]\n" + table)
-    out = Path(request.config.getoption("--results-dir", default="results")) / "perf"
-    out.mkdir(parents=True, exist_ok=True)
-    from i3dbench.records import atomic_write_text
-
-    atomic_write_text(out / "speed_vs_mmaction2.json", json.dumps(_RESULTS, indent=2, sort_keys=True) + "\n")
-    atomic_write_text(out / "speed_vs_mmaction2.md", table + "\n")
+    method = {
+        "name": "speed_vs_mmaction2",
+        "protocol": f"one {'x'.join(map(str, VIEW))} view through backbone + head, random weights shared by both "
+                    "libraries (MMAction2's state_dict loaded strictly into ours, BN statistics randomised)",
+        "rounds": ROUNDS,
+        "interleaving": "each round runs every variant once, in an order rotated by one per round",
+        "statistic": "ratio per round (MMAction2 fp32 time / variant time), median over rounds; also ratio of minimums",
+        "timer": "time.perf_counter, synchronised on CUDA",
+        "agreement": "argmax agreement and top-1 of the fast variants vs our fp32 on the synthetic val set "
+                     "(see results.agreement.weights for the weights)",
+        "pipeline": "ratios measured by test_pipeline_speed in the same session, when it ran",
+    }
+    write_perf(run_dir, "speed_vs_mmaction2", dict(_RESULTS, pipeline=SESSION_RESULTS.get("pipeline", [])),
+               method=method, started=_STARTED[0], device=device, markdown=table, views=1, batch=1)

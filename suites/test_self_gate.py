@@ -1,0 +1,46 @@
+"""test_self_gate: unchanged code passes the real gate against a fresh baseline (heavy suite, --quick, runs last).
+
+Everything the session recorded into ``<run>/records`` (the smoke entries' evaluations and
+bench pairs; each test registers how to measure its records again) is measured again, now,
+into ``<run>/baseline/``, and the real command judges the session's records against it:
+
+    i3dbench gate --records <run> --baseline <run>/baseline --zoo zoo/smoke.yaml
+
+(in process, through ``i3dbench.cli.main``; ``--zoo`` is the session's manifest when one was
+given). The code did not change between the two measurements, so the gate must exit 0:
+a 1 is a false alarm, a 2 means something recorded could not be judged (too noisy, a
+record without its counterpart, a partial evaluation). Its table is printed either way.
+
+Only with --quick: re-measuring a full session (the full-size zoo) would double its hours;
+``test_gate_power`` measures the gate's false-alarm rate there.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from i3dbench.runs import RunDir
+from i3dbench.zoo import SMOKE_ZOO
+
+pytestmark = [pytest.mark.heavy, pytest.mark.last]
+
+
+def test_unchanged_code_passes_the_gate_against_a_fresh_baseline(pytestconfig, quick, run_dir, remeasure, capsys):
+    if not quick:
+        pytest.skip("the self-gate is part of --quick (a full session's fresh baseline would double its hours)")
+    if not remeasure:
+        pytest.skip("this session recorded nothing that can be measured again (no smoke entry selected)")
+    baseline = RunDir(run_dir.path / "baseline")
+    for label, again in list(remeasure):
+        print(f"baseline: {label}", flush=True)
+        again(baseline)
+    from i3dbench.cli import main
+
+    argv = ["gate", "--records", str(run_dir.path), "--baseline", str(baseline.path),
+            "--zoo", str(pytestconfig.getoption("--zoo") or SMOKE_ZOO)]
+    capsys.readouterr()
+    rc = main(argv)
+    out = capsys.readouterr()
+    with capsys.disabled():
+        print(f"\n$ i3dbench {' '.join(argv)}\n{out.out}{out.err}(exit {rc})")
+    assert rc == 0, f"unchanged code failed its own gate (exit {rc}):\n{out.out}{out.err}"
