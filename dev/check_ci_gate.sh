@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Does the CI workflow's gate command pass unchanged code and fail planted bugs?
+#
+#   dev/check_ci_gate.sh [ENTRY]          (default smoke_i3d_tiny_video; a few minutes on 2 cores)
+#
+# Builds run folders the way the workflow's smoke-cpu job does (the suites' quick pass:
+# test_accuracy + test_bench, which write the records the gate reads) from copies of the
+# committed code (`git archive HEAD` into a temp folder, PYTHONPATH pointed at each copy):
+#   baseline    the code as committed
+#   unchanged   the code as committed, measured again
+#   slowdown    Recognizer3D.forward stretched to 1.5x its own time (busy-wait)
+#   constant    I3DHead.forward returns its bias for every video (constant scores)
+# then runs the workflow's gate command on each candidate against the baseline:
+#   i3dbench gate --records <candidate run> --baseline <baseline run> --zoo zoo/smoke.yaml
+# Expected exits: unchanged 0, slowdown 1, constant 1. Exit status: 0 when all are as expected,
+# 1 when not, 3 when a bug could not be planted (the patched code moved: update the patch).
+# Timings on a machine shared with other work are noisy: an unexpected exit on `unchanged`
+# is worth a rerun on a quiet machine before it is believed.
+set -uo pipefail
+
+entry=${1:-smoke_i3d_tiny_video}
+python=${PYTHON:-python}
+repo=$(git -C "$(dirname "$0")/.." rev-parse --show-toplevel) || exit 3
+tmp=$(mktemp -d)
+echo "check_ci_gate: $entry, copies and run folders in $tmp" >&2
+
+copy() {  # $1: name of the copy
+    mkdir -p "$tmp/$1" && git -C "$repo" archive HEAD | tar -x -C "$tmp/$1"
+}
+
+plant_slowdown() {
+    patch -s -p1 -d "$tmp/slowdown" <<'EOF'
+--- a/i3dbench/models/recognizer.py
++++ b/i3dbench/models/recognizer.py
+@@ -33,7 +33,14 @@
+                 f"expected clips shaped N x 3 x T x H x W, got {tuple(x.shape)}; "
+                 "flatten views into the batch dimension first"
+             )
+-        return self.cls_head(self.backbone(x))
++        import time  # planted by dev/check_ci_gate.sh: a 1.5x slower forward
++
++        t0 = time.perf_counter()
++        out = self.cls_head(self.backbone(x))
++        end = t0 + 1.5 * (time.perf_counter() - t0)
++        while time.perf_counter() < end:
++            pass
++        return out
+ 
+ 
+ def build_i3d(arch: Architecture) -> Recognizer3D:
+EOF
+}
+
+plant_constant_head() {
+    patch -s -p1 -d "$tmp/constant" <<'EOF'
+--- a/i3dbench/models/head.py
++++ b/i3dbench/models/head.py
+@@ -28,4 +28,4 @@
+ 
+     def forward(self, x: torch.Tensor) -> torch.Tensor:
+         x = self.dropout(self.avg_pool(x)).flatten(1)
+-        return self.fc_cls(x)
++        return self.fc_cls(x) * 0 + self.fc_cls.bias  # planted by dev/check_ci_gate.sh: constant scores
+EOF
+}
+
+measure() {  # $1: copy; its run folder is $tmp/runs/$1
+    (cd "$tmp/$1" && PYTHONPATH="$tmp/$1" I3DBENCH_RUNS="$tmp/runs" "$python" -m pytest suites/ -q -p no:cacheprovider \
+        --benchmark --quick --zoo zoo/smoke.yaml --only "$entry" -k "test_accuracy or test_bench" --out "$tmp/runs/$1")
+}
+
+gate() {  # $1: copy (its code runs the gate, as the PR's code does in CI)
+    (cd "$tmp/$1" && PYTHONPATH="$tmp/$1" "$python" -m i3dbench gate --records "$tmp/runs/$1" \
+        --baseline "$tmp/runs/baseline" --zoo zoo/smoke.yaml)
+}
+
+for name in baseline unchanged slowdown constant; do copy "$name" || exit 3; done
+plant_slowdown || { echo "check_ci_gate: could not plant the slowdown" >&2; exit 3; }
+plant_constant_head || { echo "check_ci_gate: could not plant the constant head" >&2; exit 3; }
+
+for name in baseline unchanged slowdown constant; do
+    start=$SECONDS
+    measure "$name" || { echo "check_ci_gate: the suites failed on the $name copy" >&2; exit 1; }
+    echo "check_ci_gate: measured $name in $((SECONDS - start)) s" >&2
+done
+
+status=0
+summary=""
+for pair in unchanged:0 slowdown:1 constant:1; do
+    name=${pair%%:*} want=${pair##*:}
+    echo "=== gate: $name vs baseline (expected exit $want)"
+    gate "$name"
+    got=$?
+    summary+="  $name: exit $got (expected $want)"$'\n'
+    [ "$got" -eq "$want" ] || status=1
+done
+printf 'check_ci_gate:\n%s' "$summary" >&2
+[ "$status" -eq 0 ] && rm -rf "$tmp" || echo "check_ci_gate: kept $tmp for inspection" >&2
+exit "$status"
