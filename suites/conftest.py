@@ -133,6 +133,17 @@ def remeasure(pytestconfig) -> list:
     return pytestconfig.stash[_STATE].remeasure
 
 
+@pytest.fixture(autouse=True)
+def _torch_threads_restored():
+    """Each test starts with the process's torch thread count: a measurement that leaks another
+    count (a bug; test_bench checks for it) must not change the conditions of every later one."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 def pytest_sessionfinish(session, exitstatus):
     config = session.config
     state = config.stash.get(_STATE, None)

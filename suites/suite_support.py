@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from i3dbench.fileio import atomic_write
-from i3dbench.records import collect_conditions, new_measurement_id, validate_record
+from i3dbench.records import new_measurement_id, validate_record
 from i3dbench.runs import RunDir
 from i3dbench.timing import LoopBudget
 
@@ -66,20 +66,23 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def write_perf(run: RunDir, name: str, results: dict, *, method: dict, started: str, device: str = "cpu",
-               markdown: Optional[str] = None, **condition_fields) -> Path:
+def write_perf(run: RunDir, name: str, results: dict, *, conditions: dict, method: dict,
+               markdown: Optional[str] = None) -> Path:
     """Write ``<run>/perf/<name>.json`` (+ ``<name>.md`` when ``markdown`` is given).
 
-    ``method`` must say how the numbers were obtained (timer, rounds, what was compared with
-    what); ``started`` is :func:`i3dbench.records.now_iso` taken when the measurement began;
-    ``condition_fields`` go to :func:`~i3dbench.records.collect_conditions` (batch, views...).
+    ``conditions``: :func:`i3dbench.records.collect_conditions` taken when the measurement
+    STARTED (thread count, versions, time as they were then, not after the measurement);
+    ``method`` must say how the numbers were obtained (timer, rounds, what was compared with what).
     """
     if not method or not isinstance(method, dict):
         raise ValueError(f"perf file {name}: a method description is required")
+    missing = [k for k in ("device", "device_name", "time", "code", "torch", "num_threads") if k not in conditions]
+    if missing:
+        raise ValueError(f"perf file {name}: conditions lack {missing} (use records.collect_conditions())")
     payload = {
         "schema": PERF_SCHEMA,
         "what": name,
-        "conditions": collect_conditions(device, time=started, **condition_fields),
+        "conditions": conditions,
         "method": method,
         "obtained": {"how": "computed", "by": "pytest suites/ (this run)"},
         "measurement": {"id": new_measurement_id()},

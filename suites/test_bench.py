@@ -78,16 +78,19 @@ def _check_pair(entry, device, paths) -> list[dict]:
 
 def test_bench(zoo_entry, device, quick, run_dir, remeasure, pytestconfig):
     e, dev = zoo_entry, torch.device(device)
+    threads = torch.get_num_threads()
     if e.dataset == "synthetic":
         budget = QUICK_BUDGET if quick else None
         _check_pair(e, device, _pair(e, device, budget, run_dir))
         remeasure.append((f"bench {e.name}", lambda out: _pair(e, device, budget, out)))
+        _check_threads_left(threads)
         return
     if quick:
         pytest.skip("--quick: a full-size entry's measurements take minutes")
     if dev.type == "cuda":
         recs = _check_pair(e, device, _pair(e, device, None, run_dir))
         remeasure.append((f"bench {e.name}", lambda out: _pair(e, device, None, out)))
+        _check_threads_left(threads)
         published = recs[0]
         checks = [gate.speed_vs_published(e, published, [e.name])] + gate.memory_checks(e, published, None, [e.name])
         print(gate.format_checks(checks))
@@ -95,6 +98,14 @@ def test_bench(zoo_entry, device, quick, run_dir, remeasure, pytestconfig):
         assert not bad, "against the published numbers:\n" + gate.format_checks(bad)
         return
     _bench_full_size_on_cpu(e, pytestconfig, run_dir, remeasure)
+
+
+def _check_threads_left(threads: int) -> None:
+    # A measurement leaves the process as it found it (timing.measure_throughput says so): a
+    # leaked thread count would silently change the conditions of every later measurement.
+    now = torch.get_num_threads()
+    assert now == threads, (f"the measurement left torch's intra-op thread count at {now} (it was {threads}): "
+                            "later measurements in this process would run under other conditions")
 
 
 def _bench_full_size_on_cpu(e, config, run_dir, remeasure):
@@ -111,7 +122,9 @@ def _bench_full_size_on_cpu(e, config, run_dir, remeasure):
         return measure.measure_zoo_cpu(members, budget_s=FULL_SIZE_CPU_GROUP_BUDGET_S, records_dir=out.records,
                                        progress=False)
 
+    threads = torch.get_num_threads()
     paths = measure_group(run_dir)
+    _check_threads_left(threads)
     remeasure.append((f"bench {measure.architecture_label(e)} ({len(members)} entries)", measure_group))
     recs = {r["entry"]: r for r in map(read_record, paths)}
     rec = recs[e.name]

@@ -35,7 +35,7 @@ from suite_support import perf_dir, write_perf
 from torch import nn
 
 from i3dbench import gate, measure
-from i3dbench.records import now_iso, write_record
+from i3dbench.records import collect_conditions, now_iso, write_record
 from i3dbench.runs import RunDir
 from i3dbench.timing import CPU_BUDGET, measure_throughput, random_model
 
@@ -174,7 +174,7 @@ def test_gate_power(quick, run_dir, capsys):
     entry = get_entry(ENTRY)
     n = QUICK_TRIALS if quick else TRIALS
     root = perf_dir(run_dir) / "gate_power"
-    started = now_iso()
+    conditions = collect_conditions("cpu", batch=1, views=entry.views_per_video)
     rows = _speed_trials(entry, n, root)
     const = _constant_head(entry, root / "constant_head")
     s = _summary(rows, const)
@@ -193,8 +193,8 @@ def test_gate_power(quick, run_dir, capsys):
         "time_ratio": "median iteration time of the candidate / of the trial's baseline",
         "pass": f">= {MIN_DETECTED_FRACTION:.0%} of trials detected, 0 false alarms, constant head exit 1",
     }
-    path = write_perf(run_dir, "gate_power", {"summary": s, "trials": rows, "constant_head": const}, method=method,
-                      started=started, device="cpu", markdown=_markdown(s, rows), views=entry.views_per_video, batch=1)
+    path = write_perf(run_dir, "gate_power", {"summary": s, "trials": rows, "constant_head": const},
+                      conditions=conditions, method=method, markdown=_markdown(s, rows))
     with capsys.disabled():
         print("\n" + _markdown(s, rows) + f"\n(written to {path})")
     assert s["slowdown_detected"] >= s["required_detected"], f"planted slowdown missed: {s}"

@@ -29,7 +29,7 @@ import pytest
 import torch
 from suite_support import SESSION_RESULTS, write_perf
 
-from i3dbench.records import now_iso
+from i3dbench.records import collect_conditions
 
 ENTRY = "i3d_r50_video_32x2x1_100e_kinetics400_rgb"
 VIDEOS_PER_ROUND = 4
@@ -66,7 +66,6 @@ def _video_set(kind: str) -> tuple[Path, Path]:
 @pytest.mark.parametrize(("videos", "normalise"), [("k400_length", True), ("k400_length", False), ("synthetic", True)])
 def test_test_pipeline_vs_mmaction(capsys, run_dir, videos, normalise):
     Compose, ActionDataPreprocessor = _mmaction_or_skip()
-    started = now_iso()
     from i3dbench.data.dataset import build_dataset
     from i3dbench.zoo import get_entry
 
@@ -100,6 +99,7 @@ def test_test_pipeline_vs_mmaction(capsys, run_dir, videos, normalise):
     assert torch.equal(ours0, mm0.to(ours0.dtype)), "pipelines disagree: the comparison would be meaningless"
 
     mm_wall, mm_cpu, our_wall, our_cpu = [], [], [], []
+    conditions = collect_conditions("cpu", views=entry.views_per_video, decoder="decord")
 
     def mmaction_round():
         w, c = time.perf_counter(), time.process_time()
@@ -145,8 +145,8 @@ def test_test_pipeline_vs_mmaction(capsys, run_dir, videos, normalise):
         "statistic": "ratio of median round wall times (time.perf_counter); CPU time from time.process_time",
         "torch_threads": 1,
     }
-    write_perf(run_dir, f"pipeline_speed-{videos}-{'normalise' if normalise else 'uint8'}", results, method=method,
-               started=started, device="cpu", views=entry.views_per_video, decoder="decord")
+    write_perf(run_dir, f"pipeline_speed-{videos}-{'normalise' if normalise else 'uint8'}", results,
+               conditions=conditions, method=method)
     with capsys.disabled():
         print(f"\n[pipeline speed] {videos}, normalise={normalise}: MMAction2 {len(items) / mm:.2f} video/s, "
               f"i3dbench {len(items) / ours:.2f} video/s -> {ratio:.2f}x (CPU time {cpu_ratio:.2f}x; "

@@ -31,13 +31,13 @@ import pytest
 import torch
 from suite_support import perf_dir, write_perf
 
-from i3dbench.records import now_iso
+from i3dbench.records import collect_conditions
 
 ENTRY = "smoke_i3d_tiny_video"
 REPS = int(os.environ.get("I3DBENCH_SCALING_REPS", "3"))
 SIZE = 112  # crop for the model-only series: large enough that a forward is not all overhead
 _FITS: dict = {}
-_STARTED: list = []  # when the first series began (the perf file's conditions.time)
+_CONDITIONS: list = []  # taken when the first series began (the perf file's conditions)
 pytestmark = [pytest.mark.heavy, pytest.mark.perf]
 
 
@@ -75,7 +75,7 @@ def setup(device):
     # at every barrier for whichever thread the scheduler parked, which swamps small forwards.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    _STARTED.append(now_iso())
+    _CONDITIONS.append(collect_conditions(device, batch=None, views=None))
     yield entry, build_model(entry).to(device).eval(), torch.device(device)
     torch.set_num_threads(threads)
 
@@ -166,7 +166,7 @@ def test_scaling_memory_vs_batch(capsys, setup, run_dir):
     y = _interleaved(points, train_peak, reduce=statistics.median)
     _report("batch_memory", "clips per step", f"train-step peak memory (MiB, {', '.join(sorted(kinds))})",
             linear_fit(points, y), capsys, 0.95)
-    _write(run_dir, dev)
+    _write(run_dir)
 
 
 def _no_grad(fn):
@@ -174,7 +174,7 @@ def _no_grad(fn):
         return fn()
 
 
-def _write(run_dir, dev) -> None:
+def _write(run_dir) -> None:
     """scaling.json (fits + conditions + method) and scaling.png under <run>/perf, from this session's series."""
     method = {
         "name": "scaling",
@@ -190,8 +190,7 @@ def _write(run_dir, dev) -> None:
         },
         "timer": "time.perf_counter (synchronised on CUDA)",
     }
-    write_perf(run_dir, "scaling", {"entry": ENTRY, "fits": _FITS}, method=method, started=_STARTED[0],
-               device=str(dev))
+    write_perf(run_dir, "scaling", {"entry": ENTRY, "fits": _FITS}, conditions=_CONDITIONS[0], method=method)
     out = perf_dir(run_dir)
     import matplotlib
 

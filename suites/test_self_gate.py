@@ -18,6 +18,7 @@ Only with --quick: re-measuring a full session (the full-size zoo) would double 
 from __future__ import annotations
 
 import pytest
+import torch
 
 from i3dbench.runs import RunDir
 from i3dbench.zoo import SMOKE_ZOO
@@ -31,9 +32,11 @@ def test_unchanged_code_passes_the_gate_against_a_fresh_baseline(pytestconfig, q
     if not remeasure:
         pytest.skip("this session recorded nothing that can be measured again (no smoke entry selected)")
     baseline = RunDir(run_dir.path / "baseline")
+    threads = torch.get_num_threads()
     for label, again in list(remeasure):
         print(f"baseline: {label}", flush=True)
         again(baseline)
+        torch.set_num_threads(threads)  # as every test starts (conftest): the same conditions as the session's
     from i3dbench.cli import main
 
     argv = ["gate", "--records", str(run_dir.path), "--baseline", str(baseline.path),

@@ -44,7 +44,7 @@ import pytest
 import torch
 from suite_support import SESSION_RESULTS, write_perf
 
-from i3dbench.records import now_iso
+from i3dbench.records import collect_conditions
 
 ENTRY = "i3d_r50_32x2x1_100e_kinetics400_rgb"
 SMOKE_ENTRIES = ("smoke_i3d_tiny_video", "smoke_i3d_nl_tiny_video")  # trained I3Ds ship for these
@@ -54,7 +54,7 @@ ROUNDS = int(os.environ.get("I3DBENCH_SPEED_ROUNDS", "7"))
 WITH_COMPILE = os.environ.get("I3DBENCH_SPEED_COMPILE", "1") != "0"
 GOAL_RATIO, GOAL_AGREEMENT, GOAL_TOP1_PTS = 3.0, 99.5, 0.3
 _RESULTS: dict = {}  # filled by the tests below, printed and written by test_speed_summary
-_STARTED: list = []  # when the first measurement began (the perf file's conditions.time)
+_CONDITIONS: list = []  # taken when the first measurement began (the perf file's conditions)
 pytestmark = [pytest.mark.heavy, pytest.mark.perf]
 
 
@@ -86,7 +86,7 @@ def _randomise_bn(model: torch.nn.Module, seed: int = 0) -> None:
 @pytest.fixture(scope="module")
 def twin_models(device):
     """(MMAction2 model, our model) holding the same random weights, on ``device``."""
-    _STARTED.append(now_iso())
+    _CONDITIONS.append(collect_conditions(device, views=1, batch=1))
     torch.manual_seed(0)
     mm = _mmaction_model_or_skip()
     _randomise_bn(mm)
@@ -388,7 +388,7 @@ def test_speed_fast_path_agreement_trained_smoke(capsys, device, smoke_entry):
     zoo, or cached by `i3dbench train`), its full test protocol (2 clips x 3 crops, prob
     averaging) on the synthetic val set, fp32 vs the bf16 fast path (forced, whatever the
     autotuner would pick); the non-local entry checks the attention block under bf16 too."""
-    _STARTED.append(now_iso())
+    _CONDITIONS.append(collect_conditions(device, views=1, batch=1))
     from i3dbench import fastpath
     from i3dbench.data.dataset import build_dataset
     from i3dbench.models import build_model
@@ -426,7 +426,7 @@ def test_speed_fast_path_agreement_trained_smoke(capsys, device, smoke_entry):
     assert agree >= GOAL_AGREEMENT and abs(top1 - top1_ref) <= GOAL_TOP1_PTS
 
 
-def test_speed_summary(capsys, run_dir, device):
+def test_speed_summary(capsys, run_dir):
     """One table: model-only ratios (above) and the pipeline ratio if test_pipeline_speed ran."""
     if "model" not in _RESULTS:
         pytest.skip("the model speed test did not run in this session (MMAction2 missing, or deselected)")
@@ -466,4 +466,4 @@ def test_speed_summary(capsys, run_dir, device):
         "pipeline": "ratios measured by test_pipeline_speed in the same session, when it ran",
     }
     write_perf(run_dir, "speed_vs_mmaction2", dict(_RESULTS, pipeline=SESSION_RESULTS.get("pipeline", [])),
-               method=method, started=_STARTED[0], device=device, markdown=table, views=1, batch=1)
+               conditions=_CONDITIONS[0], method=method, markdown=table)
