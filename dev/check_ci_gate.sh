@@ -14,6 +14,8 @@
 #   i3dbench gate --records <candidate run> --baseline <baseline run> --zoo zoo/smoke.yaml
 # Expected exits: unchanged 0, slowdown 1, constant 1. Exit status: 0 when all are as expected,
 # 1 when not, 3 when a bug could not be planted (the patched code moved: update the patch).
+# An existing PYTHONPATH stays on the path after the copy (the copy's i3dbench wins); extra pytest
+# options go through PYTEST_ADDOPTS. PYTHON names the interpreter (default: python).
 # Timings on a machine shared with other work are noisy: an unexpected exit on `unchanged`
 # is worth a rerun on a quiet machine before it is believed.
 set -uo pipefail
@@ -65,12 +67,12 @@ EOF
 }
 
 measure() {  # $1: copy; its run folder is $tmp/runs/$1
-    (cd "$tmp/$1" && PYTHONPATH="$tmp/$1" I3DBENCH_RUNS="$tmp/runs" "$python" -m pytest suites/ -q -p no:cacheprovider \
+    (cd "$tmp/$1" && PYTHONPATH="$tmp/$1${PYTHONPATH:+:$PYTHONPATH}" I3DBENCH_RUNS="$tmp/runs" "$python" -m pytest suites/ -q -p no:cacheprovider \
         --benchmark --quick --zoo zoo/smoke.yaml --only "$entry" -k "test_accuracy or test_bench" --out "$tmp/runs/$1")
 }
 
 gate() {  # $1: copy (its code runs the gate, as the PR's code does in CI)
-    (cd "$tmp/$1" && PYTHONPATH="$tmp/$1" "$python" -m i3dbench gate --records "$tmp/runs/$1" \
+    (cd "$tmp/$1" && PYTHONPATH="$tmp/$1${PYTHONPATH:+:$PYTHONPATH}" "$python" -m i3dbench gate --records "$tmp/runs/$1" \
         --baseline "$tmp/runs/baseline" --zoo zoo/smoke.yaml)
 }
 
