@@ -12,7 +12,8 @@
 #   constant    I3DHead.forward returns its bias for every video (constant scores)
 # then runs the workflow's gate command on each candidate against the baseline:
 #   i3dbench gate --records <candidate run> --baseline <baseline run> --zoo zoo/smoke.yaml
-# Expected exits: unchanged 0, slowdown 1, constant 1. Exit status: 0 when all are as expected,
+# Expected gate exits: unchanged 0, slowdown 1, constant 1 (the suites' own exit on each copy is
+# shown too). Exit status: 0 when all are as expected,
 # 1 when not, 3 when a bug could not be planted (the patched code moved: update the patch).
 # An existing PYTHONPATH stays on the path after the copy (the copy's i3dbench wins); extra pytest
 # options go through PYTEST_ADDOPTS. PYTHON names the interpreter (default: python).
@@ -80,20 +81,26 @@ for name in baseline unchanged slowdown constant; do copy "$name" || exit 3; don
 plant_slowdown || { echo "check_ci_gate: could not plant the slowdown" >&2; exit 3; }
 plant_constant_head || { echo "check_ci_gate: could not plant the constant head" >&2; exit 3; }
 
+# The suites' own checks may fail on a planted bug (test_accuracy catches the constant head):
+# the records are written before any assertion, so the gate still gets its input. Only the
+# baseline must measure cleanly.
+summary=""
 for name in baseline unchanged slowdown constant; do
     start=$SECONDS
-    measure "$name" || { echo "check_ci_gate: the suites failed on the $name copy" >&2; exit 1; }
-    echo "check_ci_gate: measured $name in $((SECONDS - start)) s" >&2
+    measure "$name"
+    rc=$?
+    echo "check_ci_gate: measured $name in $((SECONDS - start)) s (suites exit $rc)" >&2
+    summary+="  suites on $name: exit $rc"$'\n'
+    [ "$name" != baseline ] || [ "$rc" -eq 0 ] || { echo "check_ci_gate: the baseline did not measure cleanly" >&2; exit 1; }
 done
 
 status=0
-summary=""
 for pair in unchanged:0 slowdown:1 constant:1; do
     name=${pair%%:*} want=${pair##*:}
     echo "=== gate: $name vs baseline (expected exit $want)"
     gate "$name"
     got=$?
-    summary+="  $name: exit $got (expected $want)"$'\n'
+    summary+="  gate on $name: exit $got (expected $want)"$'\n'
     [ "$got" -eq "$want" ] || status=1
 done
 printf 'check_ci_gate:\n%s' "$summary" >&2
