@@ -27,6 +27,7 @@ not measurements of the zoo).
 from __future__ import annotations
 
 import math
+import os
 import time
 
 import pytest
@@ -67,13 +68,17 @@ class Stretched(nn.Module):
 
 
 def _measure(entry, model, folder, role: str) -> dict:
+    # The 1-minute load average around each loop: a false alarm on a shared machine usually
+    # coincides with other work starting or stopping between two measurements.
+    load_before = os.getloadavg()[0]
     started = now_iso()
     tp = measure_throughput(entry, device="cpu", protocol="published", budget=CPU_BUDGET, model=model, progress=False)
     planted = {"slowed": f"planted: the model's forward stretched to x{SLOWDOWN} its own time (busy-wait)"}.get(role)
     rec = measure.bench_record(entry, tp, started, extra={"gate_power": {"role": role, "planted": planted}})
     path = write_record(rec, RunDir(folder).records)
     return {"record": path.name, "video_per_s": tp.video_per_s, "median_s": tp.stats.median_s,
-            "spread": tp.stats.spread, "n_timed": tp.stats.n}
+            "spread": tp.stats.spread, "n_timed": tp.stats.n, "threads": tp.conditions.get("threads"),
+            "loadavg_1min_before": load_before, "loadavg_1min_after": os.getloadavg()[0]}
 
 
 def _speed_check(result: gate.GateResult):
@@ -191,6 +196,7 @@ def test_gate_power(quick, run_dir, capsys):
         "judged_by": "gate.run_gate(candidate, baseline=baseline): exit 1 = regression, 2 = cannot judge",
         "false_alarm": "exit != 0 on the unchanged model",
         "time_ratio": "median iteration time of the candidate / of the trial's baseline",
+        "load": "os.getloadavg()[0] before and after each timed loop (other work on the machine)",
         "pass": f">= {MIN_DETECTED_FRACTION:.0%} of trials detected, 0 false alarms, constant head exit 1",
     }
     path = write_perf(run_dir, "gate_power", {"summary": s, "trials": rows, "constant_head": const},
