@@ -99,7 +99,6 @@ def test_test_pipeline_vs_mmaction(capsys, run_dir, videos, normalise):
     assert torch.equal(ours0, mm0.to(ours0.dtype)), "pipelines disagree: the comparison would be meaningless"
 
     mm_wall, mm_cpu, our_wall, our_cpu = [], [], [], []
-    conditions = collect_conditions("cpu", views=entry.views_per_video, decoder="decord")
 
     def mmaction_round():
         w, c = time.perf_counter(), time.process_time()
@@ -117,6 +116,7 @@ def test_test_pipeline_vs_mmaction(capsys, run_dir, videos, normalise):
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    conditions = collect_conditions("cpu", views=entry.views_per_video, decoder="decord")  # as measured: 1 thread
     try:
         for _ in range(ROUNDS + 1):  # round 0 of each side is the warm-up
             mmaction_round()
