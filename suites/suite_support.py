@@ -67,7 +67,7 @@ def _finite(value: Any) -> Any:
 
 
 def write_perf(run: RunDir, name: str, results: dict, *, conditions: dict, method: dict,
-               markdown: Optional[str] = None) -> Path:
+               markdown: str | None = None) -> Path:
     """Write ``<run>/perf/<name>.json`` (+ ``<name>.md`` when ``markdown`` is given).
 
     ``conditions``: :func:`i3dbench.records.collect_conditions` taken when the measurement

@@ -27,7 +27,12 @@ import math
 
 import pytest
 import torch
-from suite_support import FULL_SIZE_CPU_GROUP_BUDGET_S, QUICK_BUDGET, read_record, selected_entries
+from suite_support import (
+    FULL_SIZE_CPU_GROUP_BUDGET_S,
+    QUICK_BUDGET,
+    read_record,
+    selected_entries,
+)
 
 from i3dbench import gate, measure
 from i3dbench.memory import memory_kind
