@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from i3dbench.fileio import atomic_write
 from i3dbench.records import new_measurement_id, validate_record
