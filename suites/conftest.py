@@ -12,7 +12,7 @@ Options (ours; ``--benchmark`` is not a pytest-benchmark flag):
   --out DIR     the run folder (default: a new ``runs/<UTC time>-<host>/``, see i3dbench.runs)
 
 Everything a session measures goes into its run folder, and nowhere else: ``records/``,
-``predictions/``, ``perf/`` (JSON with provenance), ``baseline/`` (--quick) and ``report/``,
+``predictions/``, ``perf/`` (JSON with provenance), ``baseline/`` (--quick), ``env.txt`` and ``report/``,
 rendered at the end of the session from ``records/`` (a failing render fails the session).
 The run folder is created on first use: the fast checks alone create none.
 
@@ -122,6 +122,11 @@ def run_dir(pytestconfig):
     state = pytestconfig.stash[_STATE]
     if state.run is None:
         state.run = open_run_dir(pytestconfig.getoption("--out"))
+        if not state.run.env_file.exists():  # the environment the run saw, as `i3dbench run` records it
+            from i3dbench.fileio import atomic_write
+            from i3dbench.provenance import environment_report
+
+            atomic_write(state.run.env_file, environment_report())
     return state.run
 
 
