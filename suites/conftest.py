@@ -56,6 +56,7 @@ def pytest_configure(config):
                                 "(`pytest suites/ --benchmark --quick`)")
     config.addinivalue_line("markers", "heavy: part of the heavy benchmark suite (needs --benchmark)")
     config.addinivalue_line("markers", "perf: takes minutes (skipped with --quick)")
+    config.addinivalue_line("markers", "late: runs after the others, right before the `last` ones")
     config.addinivalue_line("markers", "last: runs after every other test of the session")
     config.stash[_STATE] = _State()
 
@@ -92,8 +93,10 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             if "perf" in item.keywords:
                 item.add_marker(skip)
-    # The self-gate re-measures what the others recorded: it must come after all of them.
-    items[:] = [i for i in items if "last" not in i.keywords] + [i for i in items if "last" in i.keywords]
+    # The self-gate (last) re-measures what the others recorded: it must come after all of them.
+    # The timed tests (late) come right before it: the less time between a timing and its
+    # re-measurement, the less the machine's load can drift in between. Stable otherwise.
+    items.sort(key=lambda i: 2 if "last" in i.keywords else 1 if "late" in i.keywords else 0)
 
 
 def _device(config) -> str:
@@ -132,9 +135,10 @@ def run_dir(pytestconfig):
 
 @pytest.fixture(scope="session")
 def remeasure(pytestconfig) -> list:
-    """Append ``(label, fn)`` for every measurement a test writes into ``<run>/records``:
+    """Append ``(label, fn, timed)`` for every measurement a test writes into ``<run>/records``:
     ``fn(RunDir)`` measures the same thing again into another run folder (the self-gate's
-    fresh baseline). The self-gate cannot pass if something recorded is missing here."""
+    fresh baseline; ``timed`` ones first). The self-gate cannot pass if something recorded is
+    missing here."""
     return pytestconfig.stash[_STATE].remeasure
 
 

@@ -51,7 +51,7 @@ def test_accuracy(zoo_entry, device, quick, run_dir, remeasure):
     if e.dataset == "synthetic":
         ckpt = smoke_checkpoint(e, train_if_missing=True, device=device, records_dir=run_dir.records)
         res = _smoke_eval(e, device, run_dir, ckpt)
-        remeasure.append((f"eval {e.name}", lambda out: _smoke_eval(e, device, out, ckpt)))
+        remeasure.append((f"eval {e.name}", lambda out: _smoke_eval(e, device, out, ckpt), False))
     else:
         if quick:
             pytest.skip("--quick: a Kinetics-400 evaluation takes hours")

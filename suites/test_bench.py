@@ -37,7 +37,8 @@ from suite_support import (
 from i3dbench import gate, measure
 from i3dbench.memory import memory_kind
 
-pytestmark = pytest.mark.heavy
+# late: right before the self-gate, which times the same loops again (see conftest).
+pytestmark = [pytest.mark.heavy, pytest.mark.late]
 _GROUPS: dict = {}  # architecture key -> the entry whose test measured it (full-size entries on a CPU)
 
 
@@ -87,14 +88,14 @@ def test_bench(zoo_entry, device, quick, run_dir, remeasure, pytestconfig):
     if e.dataset == "synthetic":
         budget = QUICK_BUDGET if quick else None
         _check_pair(e, device, _pair(e, device, budget, run_dir))
-        remeasure.append((f"bench {e.name}", lambda out: _pair(e, device, budget, out)))
+        remeasure.append((f"bench {e.name}", lambda out: _pair(e, device, budget, out), True))
         _check_threads_left(threads)
         return
     if quick:
         pytest.skip("--quick: a full-size entry's measurements take minutes")
     if dev.type == "cuda":
         recs = _check_pair(e, device, _pair(e, device, None, run_dir))
-        remeasure.append((f"bench {e.name}", lambda out: _pair(e, device, None, out)))
+        remeasure.append((f"bench {e.name}", lambda out: _pair(e, device, None, out), True))
         _check_threads_left(threads)
         published = recs[0]
         checks = [gate.speed_vs_published(e, published, [e.name])] + gate.memory_checks(e, published, None, [e.name])
@@ -130,7 +131,7 @@ def _bench_full_size_on_cpu(e, config, run_dir, remeasure):
     threads = torch.get_num_threads()
     paths = measure_group(run_dir)
     _check_threads_left(threads)
-    remeasure.append((f"bench {measure.architecture_label(e)} ({len(members)} entries)", measure_group))
+    remeasure.append((f"bench {measure.architecture_label(e)} ({len(members)} entries)", measure_group, True))
     recs = {r["entry"]: r for r in map(read_record, paths)}
     rec = recs[e.name]
     assert set(rec["measurement"].get("shared_by", [])) == {m.name for m in members}
