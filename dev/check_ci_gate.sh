@@ -14,7 +14,8 @@
 #   i3dbench gate --records <candidate run> --baseline <baseline run> --zoo zoo/smoke.yaml
 # Expected gate exits: unchanged 0, slowdown 1, constant 1 (the suites' own exit on each copy is
 # shown too). Exit status: 0 when all are as expected,
-# 1 when not, 3 when a bug could not be planted (the patched code moved: update the patch).
+# 1 when not, 3 when a bug could not be planted (the patched code moved: update the patch) or
+# the gate command does not start.
 # An existing PYTHONPATH stays on the path after the copy (the copy's i3dbench wins); extra pytest
 # options go through PYTEST_ADDOPTS. PYTHON names the interpreter (default: python).
 # Timings on a machine shared with other work are noisy: an unexpected exit on `unchanged`
@@ -73,11 +74,14 @@ measure() {  # $1: copy; its run folder is $tmp/runs/$1
 }
 
 gate() {  # $1: copy (its code runs the gate, as the PR's code does in CI)
-    (cd "$tmp/$1" && PYTHONPATH="$tmp/$1${PYTHONPATH:+:$PYTHONPATH}" "$python" -m i3dbench gate --records "$tmp/runs/$1" \
+    (cd "$tmp/$1" && PYTHONPATH="$tmp/$1${PYTHONPATH:+:$PYTHONPATH}" "$python" -m i3dbench.cli gate --records "$tmp/runs/$1" \
         --baseline "$tmp/runs/baseline" --zoo zoo/smoke.yaml)
 }
 
 for name in baseline unchanged slowdown constant; do copy "$name" || exit 3; done
+# A gate command that cannot start would exit 1 like a regression: make sure it starts first.
+(cd "$tmp/baseline" && PYTHONPATH="$tmp/baseline${PYTHONPATH:+:$PYTHONPATH}" "$python" -m i3dbench.cli gate --help \
+    >/dev/null) || { echo "check_ci_gate: the gate command does not start" >&2; exit 3; }
 plant_slowdown || { echo "check_ci_gate: could not plant the slowdown" >&2; exit 3; }
 plant_constant_head || { echo "check_ci_gate: could not plant the constant head" >&2; exit 3; }
 
