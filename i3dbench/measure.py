@@ -30,9 +30,15 @@ from .zoo import ZooEntry, get_entry
 
 
 def inference_memory(tp: ThroughputResult) -> dict:
-    """Peak memory of one more iteration of the loop ``tp`` timed, with everything it needs counted."""
+    """Peak memory of one more iteration of the loop ``tp`` timed, with everything it needs counted.
+
+    The process's thread count is left as it was (a FastModel sets its own while it runs)."""
     model = getattr(tp.model, "module", tp.model)  # a FastModel holds the prepared module
-    return peak_of(lambda: tp.step(0), torch.device(tp.device), live=(model, list(tp.inputs)))
+    threads = torch.get_num_threads()
+    try:
+        return peak_of(lambda: tp.step(0), torch.device(tp.device), live=(model, list(tp.inputs)))
+    finally:
+        torch.set_num_threads(threads)
 
 
 def bench_record(entry: ZooEntry, tp: ThroughputResult | None, started: str, *, inference_mem: dict | None = None,
@@ -116,10 +122,15 @@ def bench_pair(entry: ZooEntry | str, device: str = "cpu", *, budget: LoopBudget
     record says how it compares with the published one measured moments before."""
     entry = get_entry(entry)
     model = random_model(entry, 0)
+    # Both protocols on the process's thread count: the fast protocol's autotune then chooses
+    # precision and layout only, so two runs of this pair are measured the same way whatever
+    # the machine's load (a 1-thread choice under load would make them incomparable).
+    threads = torch.get_num_threads()
     paths, results = [], {}
     for protocol in ("published", "fast"):
         started = now_iso()
-        tp = measure_throughput(entry, device=device, protocol=protocol, budget=budget, model=model, progress=progress)
+        tp = measure_throughput(entry, device=device, protocol=protocol, budget=budget, model=model, progress=progress,
+                                threads=threads)
         results[protocol] = tp
         inf = inference_memory(tp)
         tr = measure_train_memory(entry, device=device, model=model) if train_memory else None

@@ -78,10 +78,14 @@ def _quiet_profiler_stderr():
     """Route the C-level stderr through a temp file and give back all but the profiler's USDT lines."""
     try:
         fd = sys.stderr.fileno()
-    except (AttributeError, OSError, ValueError):  # stderr replaced by an object without a file descriptor
-        yield
-        return
-    sys.stderr.flush()
+    except (AttributeError, OSError, ValueError):
+        # sys.stderr replaced by an object without a descriptor (pytest's capture, a notebook):
+        # the C++ profiler still writes to descriptor 2.
+        fd = 2
+    try:
+        sys.stderr.flush()
+    except (AttributeError, OSError, ValueError):
+        pass
     saved = os.dup(fd)
     with tempfile.TemporaryFile() as tmp:
         os.dup2(tmp.fileno(), fd)

@@ -330,10 +330,16 @@ def memory_kinds(record: dict) -> str:
 
 
 def comparison_key(record: dict) -> tuple[str, ...]:
-    """(entry, kind, device name, protocol, precision, memory kinds, method): comparable records share it."""
+    """(entry, kind, device name, protocol, precision, memory kinds, method): comparable records share it.
+
+    The method of a bench record includes its thread count: timings on 1 and on 2 threads
+    measure different things."""
     c = record["conditions"]
+    method = str(record["method"].get("name", "-"))
+    if record["kind"] == "bench":
+        method += f"@{c.get('num_threads')}thr"
     return (record["entry"], record["kind"], c.get("device_name") or c["device"], record_protocol(record),
-            str(c.get("precision") or "fp32"), memory_kinds(record), str(record["method"].get("name", "-")))
+            str(c.get("precision") or "fp32"), memory_kinds(record), method)
 
 
 def record_time(record: dict) -> datetime:

@@ -364,6 +364,8 @@ _AUTOTUNED: dict = {}  # see _fast_config
 
 def _fast(entry, model, dev, cfg, budget, gen, batch_videos, views_per_forward, progress) -> ThroughputResult:
     fm = prepare_model(model, dev, cfg, mean=entry.data.mean, std=entry.data.std)
+    if cfg.threads:  # for the whole loop (measure_throughput restores the process's count after it)
+        torch.set_num_threads(cfg.threads)
     views, shape = entry.views_per_video, _view_shape(entry)
     b0 = batch_videos or (CUDA_FAST_BATCH_VIDEOS if dev.type == "cuda" else 1)
     vpf0 = min(views_per_forward or b0 * views, b0 * views)

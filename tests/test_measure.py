@@ -133,6 +133,15 @@ def test_fast_protocol_restores_the_thread_count():
     assert r.conditions["threads"] == 1 and torch.get_num_threads() == 2
 
 
+def test_a_measurement_leaves_the_thread_count_as_it_found_it():
+    torch.set_num_threads(2)
+    r = T.measure_throughput(SMOKE, protocol="fast", budget=TINY, model=build_model(SMOKE).eval(),
+                             config=FastConfig(threads=1), progress=False)
+    assert torch.get_num_threads() == 2
+    M.inference_memory(r)  # runs the 1-thread FastModel once more
+    assert torch.get_num_threads() == 2
+
+
 def test_fast_protocol_batches_videos_when_asked():
     r = T.measure_throughput(SMOKE, protocol="fast", budget=TINY, model=build_model(SMOKE).eval(), batch_videos=2,
                              config=FastConfig(), progress=False)

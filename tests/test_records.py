@@ -133,6 +133,7 @@ def test_comparison_key_separates_protocols_precisions_memory_kinds_and_methods(
                    {"method": {"name": "other_loop", "protocol": "fast"}},
                    {"conditions": _cond(precision="bf16", inference_memory_kind="cpu_tensor_peak")},
                    {"conditions": _cond(inference_memory_kind="cuda_max_memory_allocated")},
-                   {"conditions": _cond(device_name="Other CPU", inference_memory_kind="cpu_tensor_peak")}):
+                   {"conditions": _cond(device_name="Other CPU", inference_memory_kind="cpu_tensor_peak")},
+                   {"conditions": _cond(num_threads=2, inference_memory_kind="cpu_tensor_peak")}):
         other = dict(base, **change)
         assert R.comparison_key(other) != key, change
