@@ -117,9 +117,15 @@ def bench(
 
 
 def bench_pair(entry: ZooEntry | str, device: str = "cpu", *, budget: LoopBudget | None = None,
-               records_dir: str | Path, progress: bool = True, train_memory: bool = True) -> list[Path]:
+               records_dir: str | Path, progress: bool = True, train_memory: bool = True,
+               twin_dir: str | Path | None = None) -> list[Path]:
     """Both protocols of ``entry`` side by side (published, then fast), one record each; the fast
-    record says how it compares with the published one measured moments before."""
+    record says how it compares with the published one measured moments before.
+
+    ``twin_dir``: also measure each protocol a second time, right next to the first, into this
+    records folder (a baseline for the gate taken under the same machine conditions: the order
+    alternates, twin then main for published, main then twin for fast). Returns the paths of
+    ``records_dir``'s records."""
     entry = get_entry(entry)
     model = random_model(entry, 0)
     # Both protocols on the process's thread count: the fast protocol's autotune then chooses
@@ -128,15 +134,20 @@ def bench_pair(entry: ZooEntry | str, device: str = "cpu", *, budget: LoopBudget
     threads = torch.get_num_threads()
     paths, results = [], {}
     for protocol in ("published", "fast"):
-        started = now_iso()
-        tp = measure_throughput(entry, device=device, protocol=protocol, budget=budget, model=model, progress=progress,
-                                threads=threads)
-        results[protocol] = tp
-        inf = inference_memory(tp)
-        tr = measure_train_memory(entry, device=device, model=model) if train_memory else None
-        extra = {"vs_published": ratio_note(tp, results["published"])} if protocol == "fast" else None
-        paths.append(write_record(bench_record(entry, tp, started, inference_mem=inf, train_mem=tr, extra=extra),
-                                  records_dir))
+        targets = [records_dir] if twin_dir is None else (
+            [twin_dir, records_dir] if protocol == "published" else [records_dir, twin_dir])
+        for out in targets:
+            started = now_iso()
+            tp = measure_throughput(entry, device=device, protocol=protocol, budget=budget, model=model,
+                                    progress=progress, threads=threads)
+            results[(protocol, str(out))] = tp
+            inf = inference_memory(tp)
+            tr = measure_train_memory(entry, device=device, model=model) if train_memory else None
+            extra = ({"vs_published": ratio_note(tp, results[("published", str(out))])} if protocol == "fast"
+                     else None)
+            path = write_record(bench_record(entry, tp, started, inference_mem=inf, train_mem=tr, extra=extra), out)
+            if out == records_dir:
+                paths.append(path)
     return paths
 
 

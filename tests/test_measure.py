@@ -269,6 +269,22 @@ def test_bench_pair_measures_both_protocols_and_compares_them(tmp_path):
     assert (vs["note"] is None) == (vs["fast_over_published"] >= 1.0)
 
 
+def test_bench_pair_measures_a_twin_next_to_each_loop(tmp_path):
+    from i3dbench.records import load_records
+
+    main_dir, twin_dir = tmp_path / "main", tmp_path / "twin"
+    paths = M.bench_pair(SMOKE, "cpu", budget=TINY, records_dir=main_dir, progress=False, train_memory=False,
+                         twin_dir=twin_dir)
+    main, twin = load_records(main_dir), load_records(twin_dir)
+    assert sorted(p.name for p in paths) == sorted(r["_file"] for r in main)
+    assert [r["method"]["protocol"] for r in main] == [r["method"]["protocol"] for r in twin] == ["published", "fast"]
+    t = {(d, r["method"]["protocol"]): r["conditions"]["time"] for d, recs in (("main", main), ("twin", twin))
+         for r in recs}
+    # alternating: twin then main for published, main then twin for fast
+    assert t[("twin", "published")] < t[("main", "published")] < t[("main", "fast")] < t[("twin", "fast")]
+    assert twin[1]["extra"]["vs_published"]["published_video_per_s"] == pytest.approx(twin[0]["metrics"]["video_per_s"])
+
+
 def test_zoo_cpu_measures_each_architecture_once_and_says_who_shares(tmp_path):
     names = ["smoke_i3d_tiny_video", "smoke_i3d_tiny_rawframes_lazy", "smoke_i3d_nl_tiny_video"]
     groups = M.group_by_architecture(names)

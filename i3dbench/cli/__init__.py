@@ -95,7 +95,16 @@ def _describe_os_error(err: OSError) -> str:
     return f"{where}: {what}" if where else what
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    # A warning meant for the user (an unverified checkpoint, stripped metadata) is one line, not
+    # Python's "file:line: Category: message" plus the source line that raised it.
+    return f"warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
+    warnings.formatwarning = _one_line_warning
     parser = build_parser()
     args = parser.parse_args(argv)  # bad usage: argparse prints it and exits 2
     command = " ".join(str(getattr(args, k)) for k in ("command", "zoo_command", "data_command") if getattr(args, k, None))
