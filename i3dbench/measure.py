@@ -25,7 +25,7 @@ import torch
 
 from .memory import TrainMemory, measure_train_memory, memory_kind, peak_of, tensor_bytes
 from .records import collect_conditions, make_record, new_measurement_id, now_iso, write_record
-from .timing import LoopBudget, ThroughputResult, measure_throughput, random_model, ratio_note
+from .timing import LoopBudget, ThroughputResult, measure_interleaved, measure_throughput, random_model, ratio_note
 from .zoo import ZooEntry, get_entry
 
 
@@ -122,10 +122,9 @@ def bench_pair(entry: ZooEntry | str, device: str = "cpu", *, budget: LoopBudget
     """Both protocols of ``entry`` side by side (published, then fast), one record each; the fast
     record says how it compares with the published one measured moments before.
 
-    ``twin_dir``: also measure each protocol a second time, right next to the first, into this
-    records folder (a baseline for the gate taken under the same machine conditions: the order
-    alternates, twin then main for published, main then twin for fast). Returns the paths of
-    ``records_dir``'s records."""
+    ``twin_dir``: also measure each protocol a second time into this records folder, in the same
+    loop, iterations taking turns (``timing.measure_interleaved``): a baseline for the gate taken
+    under the same machine conditions. Returns the paths of ``records_dir``'s records."""
     entry = get_entry(entry)
     model = random_model(entry, 0)
     # Both protocols on the process's thread count: the fast protocol's autotune then chooses
@@ -134,19 +133,20 @@ def bench_pair(entry: ZooEntry | str, device: str = "cpu", *, budget: LoopBudget
     threads = torch.get_num_threads()
     paths, results = [], {}
     for protocol in ("published", "fast"):
-        targets = [records_dir] if twin_dir is None else (
-            [twin_dir, records_dir] if protocol == "published" else [records_dir, twin_dir])
-        for out in targets:
-            started = now_iso()
-            tp = measure_throughput(entry, device=device, protocol=protocol, budget=budget, model=model,
-                                    progress=progress, threads=threads)
-            results[(protocol, str(out))] = tp
+        started = now_iso()
+        if twin_dir is None:
+            measured = {str(records_dir): measure_throughput(entry, device=device, protocol=protocol, budget=budget,
+                                                             model=model, progress=progress, threads=threads)}
+        else:  # one loop, iterations taking turns: the twin sees the same machine as the main record
+            measured = measure_interleaved(entry, {str(records_dir): model, str(twin_dir): model}, device=device,
+                                           protocol=protocol, budget=budget, threads=threads, progress=progress)
+        for out, tp in measured.items():
+            results[(protocol, out)] = tp
             inf = inference_memory(tp)
             tr = measure_train_memory(entry, device=device, model=model) if train_memory else None
-            extra = ({"vs_published": ratio_note(tp, results[("published", str(out))])} if protocol == "fast"
-                     else None)
+            extra = {"vs_published": ratio_note(tp, results[("published", out)])} if protocol == "fast" else None
             path = write_record(bench_record(entry, tp, started, inference_mem=inf, train_mem=tr, extra=extra), out)
-            if out == records_dir:
+            if out == str(records_dir):
                 paths.append(path)
     return paths
 

@@ -211,7 +211,9 @@ class ThroughputResult:
         }
 
     def method(self) -> dict:
+        interleaved = self.conditions.get("interleaved_with")
         return {
+            **({"interleaved_with": interleaved} if interleaved else {}),
             "name": "timed_loop",
             "protocol": self.protocol,
             "statistic": "median iteration time",
@@ -399,6 +401,78 @@ def _fast(entry, model, dev, cfg, budget, gen, batch_videos, views_per_forward, 
     )
 
 
+def measure_interleaved(entry: ZooEntry | str, models: dict, *, device: str | torch.device = "cpu",
+                        protocol: str = "published", budget: LoopBudget | None = None, threads: int | None = None,
+                        progress: bool = True) -> dict[str, ThroughputResult]:
+    """Time several models (or the same one twice) in ONE loop whose iterations take turns, in a
+    rotating order: each result gets its own iteration times, all from the same span of time.
+
+    Why: on a shared or virtual machine the speed drifts between windows seconds apart (up to
+    ~1.4x measured on this project's 2-core machine), which no test on two separate windows can
+    tell from a regression; interleaved, the drift lands on every model alike. ``budget`` applies
+    to each model (``min_iterations`` iterations each, ``min_seconds`` in all). ``fast``: each
+    model gets the configuration :func:`measure_throughput` would choose (autotuned once).
+    """
+    entry = get_entry(entry)
+    budget = budget or default_budget(torch.device(device), protocol)
+    names = list(models)
+    process_threads = torch.get_num_threads()
+    try:
+        if threads:
+            torch.set_num_threads(int(threads))
+        # Each model's own loop set-up (inputs, prepared model, its step), primed by one untimed
+        # iteration: the protocol functions with a one-iteration budget.
+        one = LoopBudget(warmup_iterations=0, warmup_s=0.0, min_iterations=1, min_seconds=0.0)
+        results = {n: measure_throughput(entry, device=device, protocol=protocol, budget=one, model=models[n],
+                                         threads=threads, progress=False) for n in names}
+        if threads:
+            torch.set_num_threads(int(threads))
+        dev = torch.device(device)
+        sync = sync_fn(dev)
+        times: dict[str, list[float]] = {n: [] for n in names}
+        warm: dict[str, list[float]] = {n: [] for n in names}
+
+        def one_round(r: int, into: dict) -> None:
+            for k in range(len(names)):
+                n = names[(r + k) % len(names)]
+                step = results[n].step
+                sync()
+                t0 = time.perf_counter()
+                step(r)
+                sync()
+                into[n].append(time.perf_counter() - t0)
+
+        from tqdm import tqdm
+
+        bar = tqdm(desc=f"{entry.name} {protocol} x{len(names)} interleaved: warm-up", unit="round",
+                   disable=not progress, leave=False)
+        r, t_start = 0, time.perf_counter()
+        while r < budget.warmup_iterations or time.perf_counter() - t_start < budget.warmup_s:
+            one_round(r, warm)
+            r += 1
+            bar.update(1)
+        bar.set_description(f"{entry.name} {protocol} x{len(names)} interleaved: timing")
+        t_start, cut = time.perf_counter(), False
+        while (min(len(v) for v in times.values()) < budget.min_iterations
+               or time.perf_counter() - t_start < budget.min_seconds):
+            if budget.max_seconds is not None and time.perf_counter() - t_start >= budget.max_seconds:
+                cut = True
+                break
+            one_round(r, times)
+            r += 1
+            bar.update(1)
+        bar.close()
+    finally:
+        torch.set_num_threads(process_threads)
+    out = {}
+    for n in names:
+        tp = results[n]
+        tp.times_s, tp.warmup_times_s, tp.budget, tp.cut_short = times[n], warm[n], budget, cut
+        tp.conditions["interleaved_with"] = [m for m in names if m != n]
+        out[n] = tp
+    return out
+
+
 def ratio_note(fast: ThroughputResult, published: ThroughputResult) -> dict:
     """How the two protocols compare when measured side by side in one run (for the fast record)."""
     r = fast.video_per_s / published.video_per_s if published.video_per_s else math.nan
@@ -409,5 +483,6 @@ def ratio_note(fast: ThroughputResult, published: ThroughputResult) -> dict:
     return {"fast_over_published": r, "published_video_per_s": published.video_per_s, "note": note}
 
 
-__all__ = ["CPU_BUDGET", "PROTOCOLS", "LoopBudget", "ThroughputResult", "TimingStats", "measure_throughput",
+__all__ = ["CPU_BUDGET", "PROTOCOLS", "LoopBudget", "ThroughputResult", "TimingStats", "measure_interleaved",
+           "measure_throughput",
            "random_model", "ratio_note", "timed_loop"]

@@ -269,7 +269,7 @@ def test_bench_pair_measures_both_protocols_and_compares_them(tmp_path):
     assert (vs["note"] is None) == (vs["fast_over_published"] >= 1.0)
 
 
-def test_bench_pair_measures_a_twin_next_to_each_loop(tmp_path):
+def test_bench_pair_measures_a_twin_in_the_same_interleaved_loop(tmp_path):
     from i3dbench.records import load_records
 
     main_dir, twin_dir = tmp_path / "main", tmp_path / "twin"
@@ -278,11 +278,31 @@ def test_bench_pair_measures_a_twin_next_to_each_loop(tmp_path):
     main, twin = load_records(main_dir), load_records(twin_dir)
     assert sorted(p.name for p in paths) == sorted(r["_file"] for r in main)
     assert [r["method"]["protocol"] for r in main] == [r["method"]["protocol"] for r in twin] == ["published", "fast"]
-    t = {(d, r["method"]["protocol"]): r["conditions"]["time"] for d, recs in (("main", main), ("twin", twin))
-         for r in recs}
-    # alternating: twin then main for published, main then twin for fast
-    assert t[("twin", "published")] < t[("main", "published")] < t[("main", "fast")] < t[("twin", "fast")]
+    for a, b in zip(main, twin):
+        assert a["method"]["interleaved_with"] == [str(twin_dir)] and b["method"]["interleaved_with"] == [str(main_dir)]
+        assert len(a["extra"]["times_s"]) >= 3 and len(b["extra"]["times_s"]) >= 3
     assert twin[1]["extra"]["vs_published"]["published_video_per_s"] == pytest.approx(twin[0]["metrics"]["video_per_s"])
+
+
+def test_interleaved_iterations_take_turns():
+    calls = []
+
+    class Tagged(nn.Module):
+        def __init__(self, tag):
+            super().__init__()
+            self.tag, self.inner = tag, build_model(SMOKE).eval()
+
+        def forward(self, x):
+            calls.append(self.tag)
+            return self.inner(x)
+
+    res = T.measure_interleaved(SMOKE, {"a": Tagged("a"), "b": Tagged("b"), "c": Tagged("c")}, budget=TINY,
+                                progress=False)
+    assert {n: len(r.times_s) for n, r in res.items()} == {"a": 3, "b": 3, "c": 3}
+    timed = calls[-9:]
+    assert timed[:3] == ["a", "b", "c"] or sorted(timed[:3]) == ["a", "b", "c"]  # one of each per round
+    assert all(sorted(timed[i:i + 3]) == ["a", "b", "c"] for i in (0, 3, 6))
+    assert len({tuple(timed[i:i + 3]) for i in (0, 3, 6)}) > 1  # the order rotates
 
 
 def test_zoo_cpu_measures_each_architecture_once_and_says_who_shares(tmp_path):
