@@ -177,7 +177,7 @@ def group_by_architecture(entries: Iterable[ZooEntry | str]) -> dict[tuple, list
     return groups
 
 
-ZOO_CPU_BUDGET = LoopBudget(warmup_iterations=1, warmup_s=0.0, min_iterations=6, min_seconds=5.0)
+ZOO_CPU_BUDGET = LoopBudget(warmup_iterations=1, warmup_s=0.0, min_iterations=5, min_seconds=5.0)
 
 
 @dataclass
@@ -220,8 +220,11 @@ def measure_zoo_cpu(
         else:
             t0 = time.perf_counter()
             g.started = now_iso()
+            # On the process's thread count (as bench_pair): comparable from run to run, and the
+            # autotune (precision, layout) is shared by the groups of the same convolution widths.
             g.tp = measure_throughput(g.members[0], device="cpu", protocol="fast", budget=ZOO_CPU_BUDGET,
-                                      views_per_forward=views_per_forward, progress=False)
+                                      views_per_forward=views_per_forward, progress=False,
+                                      threads=torch.get_num_threads())
             cost.append(time.perf_counter() - t0)
         bar.update(1)
     if train_memory:

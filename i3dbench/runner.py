@@ -61,7 +61,12 @@ class RunSummary:
     def describe(self) -> str:
         lines = [self.table, ""] if self.table else []
         lines.append(f"wrote {len(self.records)} records in {self.elapsed_s:.0f} s into {self.run.path}")
-        lines += [f"  skipped {what}: {why}" for what, why in self.skipped]
+        by_reason: dict[str, list[str]] = {}
+        for what, why in self.skipped:  # one line per reason, not one per entry
+            by_reason.setdefault(why, []).append(what)
+        for why, whats in by_reason.items():
+            lines.append(f"  skipped {whats[0]}: {why}" if len(whats) == 1 else
+                         f"  skipped {len(whats)} steps ({whats[0]}, ...): {why}")
         lines += [f"  FAILED {what}: {err}" for what, err, _ in self.errors]
         for rep in self.jobs:
             again = f", resubmitted {rep.resubmitted}x ({'; '.join(rep.attempts[:-1])})" if rep.resubmitted else ""

@@ -348,7 +348,9 @@ def _fast_config(entry, model, dev, config, overrides, gen) -> tuple[FastConfig,
     shape = _view_shape(entry)
     # Convolution widths and input shape decide the winner; entries sharing them (e.g. the R50
     # with and without non-local blocks) reuse the choice within a process.
-    key = (entry.arch, shape, entry.views_per_video, tuple(sorted(overrides.items())), torch.get_num_threads())
+    a = entry.arch
+    key = (a.depth, a.base_channels, a.stage_blocks, shape, entry.views_per_video, tuple(sorted(overrides.items())),
+           torch.get_num_threads())
     if key not in _AUTOTUNED:
         published = published_config().replace(**overrides)
         cands = [c.replace(**overrides) for c in cpu_candidates(try_one_thread="threads" not in overrides)]
