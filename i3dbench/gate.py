@@ -15,7 +15,12 @@ Against a **baseline** (a records folder or run folder):
 * speed (bench): the raw per-iteration times of both records: a one-sided Mann-Whitney test
   that the new times are longer, Holm-corrected, **and** a median-time ratio beyond the entry's
   tolerance (``1 / tolerance.speed_min_ratio``; the threshold is a ratio of medians, so it can
-  never go below zero). A measurement too noisy to judge (robust spread above
+  never go below zero). When both records carry the times of the same reference workload
+  (reference_kernel.py: how fast the machine itself ran), the machine's change in speed is
+  divided out first: the test runs on the new times divided by ``machine`` (the ratio of the
+  reference medians), and the corrected ratio is the one held against the tolerance (a
+  machine that ran slower is not a regression; one that ran faster does not hide a slower
+  model); the raw ratio and the machine's are shown beside it. A measurement too noisy to judge (robust spread above
   :data:`MAX_SPREAD` or fewer than :data:`MIN_TIMES` times), or slower beyond the tolerance
   without a significant test, cannot be judged.
 * memory (bench): the same kind, measured the same way: a regression when
@@ -211,13 +216,37 @@ def _per_video_times(rec: dict) -> Optional[list[float]]:
     return [t * vpv / vpi for t in times]  # seconds per video
 
 
+def _reference(rec: dict) -> Optional[tuple[str, list[float]]]:
+    """(workload name, times) of the record's reference workload, or None."""
+    name, times = rec["method"].get("reference_kernel"), rec["extra"].get("reference_times_s")
+    if not isinstance(name, str) or not isinstance(times, list) or len(times) < MIN_TIMES:
+        return None
+    if not all(isinstance(t, (int, float)) and math.isfinite(t) and t > 0 for t in times):
+        return None
+    return name, [float(t) for t in times]
+
+
+def machine_ratio(rec: dict, base: dict) -> tuple[Optional[float], str]:
+    """How much slower the machine ran for ``rec`` than for ``base`` (ratio of the medians of
+    their reference workload's times), or None with the reason it cannot be told."""
+    import statistics
+
+    new_ref, base_ref = _reference(rec), _reference(base)
+    if new_ref is None or base_ref is None:
+        return None, "no reference workload in " + ("either record" if new_ref is None and base_ref is None
+                                                    else "the new record" if new_ref is None else "the baseline")
+    if new_ref[0] != base_ref[0]:
+        return None, "the records ran different reference workloads"
+    return statistics.median(new_ref[1]) / statistics.median(base_ref[1]), "reference workload"
+
+
 def speed_vs_baseline(entry: ZooEntry, rec: dict, base: dict, entries: list[str]) -> Check:
     from .stats import mann_whitney, median_ratio_interval, too_noisy
 
     c = _base_check(rec, "video_per_s", "baseline", entries)
     c.measured, c.reference = _number(rec["metrics"].get("video_per_s")), _number(base["metrics"].get("video_per_s"))
     limit = 1.0 / entry.tolerance.speed_min_ratio
-    c.allowed = f"median time <= x{limit:.3f} or not significant"
+    c.allowed = f"median time (machine-corrected if both have a reference) <= x{limit:.3f} or not significant"
     new_t, base_t = _per_video_times(rec), _per_video_times(base)
     problem = (None if c.measured is not None else _bad("video_per_s", rec["metrics"].get("video_per_s"))) or \
         (None if c.reference is not None else "baseline " + _bad("video_per_s", base["metrics"].get("video_per_s"))) or \
@@ -233,13 +262,20 @@ def speed_vs_baseline(entry: ZooEntry, rec: dict, base: dict, entries: list[str]
         return c
     import statistics
 
-    ratio = statistics.median(new_t) / statistics.median(base_t)  # > 1: slower
-    lo, hi = median_ratio_interval(base_t, new_t)
-    mw = mann_whitney(new_t, base_t, alternative="greater")
+    raw = statistics.median(new_t) / statistics.median(base_t)  # > 1: slower
+    machine, how = machine_ratio(rec, base)
+    judged = new_t if machine is None else [t / machine for t in new_t]  # the model's times on the baseline's machine
+    ratio = statistics.median(judged) / statistics.median(base_t)
+    lo, hi = median_ratio_interval(base_t, judged)
+    mw = mann_whitney(judged, base_t, alternative="greater")
     c.p = mw.pvalue
     c.material = ratio > limit
-    c.change = f"time x{ratio:.3f} [{lo:.3f}, {hi:.3f}]"
-    c.test = f"Mann-Whitney one-sided p={mw.pvalue:.3g} (n={len(new_t)}/{len(base_t)})"
+    if machine is None:
+        c.change = f"time x{raw:.3f} [{lo:.3f}, {hi:.3f}] (not corrected: {how})"
+    else:
+        c.change = f"time x{ratio:.3f} [{lo:.3f}, {hi:.3f}] (raw x{raw:.3f}, machine x{machine:.3f})"
+    c.test = (f"Mann-Whitney one-sided p={mw.pvalue:.3g} (n={len(new_t)}/{len(base_t)})"
+              + ("" if machine is None else ", on machine-corrected times"))
     return c
 
 

@@ -72,6 +72,8 @@ def bench_record(entry: ZooEntry, tp: ThroughputResult | None, started: str, *, 
         cond["view_shape"] = list(tp.view_shape)
         ext.update(times_s=tp.times_s, warmup_times_s=tp.warmup_times_s, oom_backoffs=tp.oom_backoffs,
                    wall_s=tp.wall_s)
+        if tp.reference_times_s:
+            ext["reference_times_s"] = tp.reference_times_s
     if inference_mem is not None:
         metrics["inference_memory_mb"] = inference_mem.get("peak_mb")
         cond["inference_memory_kind"] = inference_mem["kind"]

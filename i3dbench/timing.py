@@ -45,6 +45,7 @@ from .fastpath import (
     run_with_oom_backoff,
 )
 from .metrics import average_views
+from .reference_kernel import ReferenceKernel, for_device
 from .zoo import ZooEntry, get_entry
 
 PROTOCOLS = ("published", "fast")
@@ -126,11 +127,13 @@ def timed_loop(
     sync: Callable[[], None] = lambda: None,
     progress: bool = True,
     desc: str = "bench",
+    reference: ReferenceKernel | None = None,
 ) -> tuple[list[float], list[float], bool]:
     """Run ``step(i)`` under ``budget``; returns (warm-up times, timed times, cut short by max_seconds).
 
     Each time is ``perf_counter`` between two ``sync()`` calls (CUDA: synchronize), so it covers
-    all device work queued by the step.
+    all device work queued by the step. ``reference``: run after every iteration, outside the
+    timed region; it keeps the times of the timed part (how fast the machine ran meanwhile).
     """
     from tqdm import tqdm
 
@@ -146,6 +149,8 @@ def timed_loop(
     t_start = time.perf_counter()
     while len(warm) < budget.warmup_iterations or time.perf_counter() - t_start < budget.warmup_s:
         warm.append(once(i))
+        if reference is not None:
+            reference(keep=False)
         i += 1
         bar.update(1)
     bar.set_description(f"{desc}: timing")
@@ -156,6 +161,8 @@ def timed_loop(
             cut = True
             break
         timed.append(once(i))
+        if reference is not None:
+            reference()
         i += 1
         bar.update(1)
     bar.close()
@@ -181,6 +188,10 @@ class ThroughputResult:
     oom_backoffs: list[int] = field(default_factory=list)
     wall_s: float = 0.0
     weights: str = "random"
+    # The machine's speed meanwhile (reference_kernel.py): times of the fixed workload run after
+    # each timed iteration; empty when the loop ran none (CUDA).
+    reference_times_s: list[float] = field(default_factory=list)
+    reference_kernel: str | None = None
     # What the loop ran, to measure one iteration's memory afterwards: the model (nn.Module or
     # FastModel), its input buffers, and the step itself.
     model: object = None
@@ -224,6 +235,7 @@ class ThroughputResult:
             "budget": self.budget.as_dict(),
             "cut_short": self.cut_short,
             "weights": self.weights,
+            **({"reference_kernel": self.reference_kernel} if self.reference_kernel else {}),
         }
 
 
@@ -323,7 +335,9 @@ def _published(entry, model, dev, budget, gen, progress) -> ThroughputResult:
             scores = model(x.reshape((-1,) + shape))
             return average_views(scores, scores.shape[0], entry.test.average_clips).cpu().numpy()
 
-    warm, times, cut = timed_loop(step, budget, sync=sync_fn(dev), progress=progress, desc=f"{entry.name} published")
+    ref = for_device(dev)
+    warm, times, cut = timed_loop(step, budget, sync=sync_fn(dev), progress=progress, desc=f"{entry.name} published",
+                                  reference=ref)
     cond = cfg.as_conditions()
     cond.update(threads=torch.get_num_threads(), inference_mode=False, no_grad=True, input_dtype="float32",
                 normalize_on_device=False, pinned_memory=False, folded_pairs=0)
@@ -331,6 +345,7 @@ def _published(entry, model, dev, budget, gen, progress) -> ThroughputResult:
         entry=entry.name, device=str(dev), protocol="published", views_per_video=views, views_per_iteration=views,
         views_per_forward=views, view_shape=shape, times_s=times, warmup_times_s=warm, budget=budget, cut_short=cut,
         conditions=cond, model=model, inputs=pool, step=step,
+        reference_times_s=ref.times_s if ref else [], reference_kernel=ref.name if ref else None,
     )
 
 
@@ -390,16 +405,19 @@ def _fast(entry, model, dev, cfg, budget, gen, batch_videos, views_per_forward, 
             return average_views(scores, scores.shape[0] // n_vid, entry.test.average_clips).cpu().numpy()
 
         fm(pool[0])  # creates the kernels for this shape (and compiles, if asked): never timed
-        warm, times, cut = timed_loop(step, budget, sync=sync_fn(dev), progress=progress, desc=f"{entry.name} fast")
-        return warm, times, cut, per_iter, step, pool
+        ref = for_device(dev)
+        warm, times, cut = timed_loop(step, budget, sync=sync_fn(dev), progress=progress, desc=f"{entry.name} fast",
+                                      reference=ref)
+        return warm, times, cut, per_iter, step, pool, ref
 
-    (warm, times, cut, per_iter, step, pool), vpf, failed = run_with_oom_backoff(attempt, vpf0, min_batch=1)
+    (warm, times, cut, per_iter, step, pool, ref), vpf, failed = run_with_oom_backoff(attempt, vpf0, min_batch=1)
     cond = fm.conditions()
     cond.update(no_grad=False, input_dtype="uint8", normalize_on_device=True, pinned_memory=pin, primed=True)
     return ThroughputResult(
         entry=entry.name, device=str(dev), protocol="fast", views_per_video=views, views_per_iteration=per_iter,
         views_per_forward=min(vpf, per_iter), view_shape=shape, times_s=times, warmup_times_s=warm, budget=budget,
         cut_short=cut, conditions=cond, oom_backoffs=failed, model=fm, inputs=pool, step=step,
+        reference_times_s=ref.times_s if ref else [], reference_kernel=ref.name if ref else None,
     )
 
 
@@ -431,6 +449,7 @@ def measure_interleaved(entry: ZooEntry | str, models: dict, *, device: str | to
             torch.set_num_threads(int(threads))
         dev = torch.device(device)
         sync = sync_fn(dev)
+        ref = for_device(dev)  # once per round: every model's record carries the same reference times
         times: dict[str, list[float]] = {n: [] for n in names}
         warm: dict[str, list[float]] = {n: [] for n in names}
 
@@ -443,6 +462,8 @@ def measure_interleaved(entry: ZooEntry | str, models: dict, *, device: str | to
                 step(r)
                 sync()
                 into[n].append(time.perf_counter() - t0)
+            if ref is not None:
+                ref(keep=into is times)
 
         from tqdm import tqdm
 
@@ -471,6 +492,8 @@ def measure_interleaved(entry: ZooEntry | str, models: dict, *, device: str | to
         tp = results[n]
         tp.times_s, tp.warmup_times_s, tp.budget, tp.cut_short = times[n], warm[n], budget, cut
         tp.conditions["interleaved_with"] = [m for m in names if m != n]
+        tp.reference_times_s = list(ref.times_s) if ref else []
+        tp.reference_kernel = ref.name if ref else None
         out[n] = tp
     return out
 

@@ -54,7 +54,9 @@ def eval_rec(name, hits1, t="2024-06-11T00:00:00+00:00", listed=None, fp="fp-A",
 
 
 def bench_rec(name, times, t="2024-06-11T00:00:01+00:00", protocol="fast", device="cpu", train_mb=40.0,
-              inf_mb=10.0, kind="cpu_tensor_peak", vps="from times", measurement=None, **cond):
+              inf_mb=10.0, kind="cpu_tensor_peak", vps="from times", measurement=None, ref=None,
+              ref_name="conv3d test workload", **cond):
+    """A bench record; ``ref``: the times of the reference workload run alongside (none by default)."""
     times = [float(x) for x in times]
     m = {"video_per_s": 1.0 / float(np.median(times)) if vps == "from times" else vps, "n_timed": len(times)}
     if train_mb is not None:
@@ -67,7 +69,11 @@ def bench_rec(name, times, t="2024-06-11T00:00:01+00:00", protocol="fast", devic
               train_memory_kind=kind if train_mb is not None else None,
               inference_memory_kind=kind if inf_mb is not None else None, **cond)
     method = {"name": "timed_loop", "protocol": protocol, "views_per_iteration": 30, "views_per_video": 30}
-    return R.make_record(name, "bench", m, c, method, extra={"times_s": times}, measurement=measurement)
+    extra = {"times_s": times}
+    if ref is not None:
+        method["reference_kernel"] = ref_name
+        extra["reference_times_s"] = [float(x) for x in ref]
+    return R.make_record(name, "bench", m, c, method, extra=extra, measurement=measurement)
 
 
 def _times(median, n=20, spread=0.05, seed=0):
@@ -185,6 +191,35 @@ def test_the_speed_threshold_cannot_go_negative_a_77x_slowdown_is_caught(tmp_pat
     slow = bench_rec(SMOKE, _times(7.7, spread=0.2, seed=2))
     res = _gate(tmp_path, [slow], [base])
     assert res.exit_code == 1 and "time x7" in res.regressions[0].change
+
+
+def test_the_machines_own_drift_is_divided_out_by_the_reference_workload(tmp_path):
+    # Unchanged code on a machine that ran 1.9x slower for the whole run (seen between two runs
+    # on this project's VM): the model's and the reference workload's times both stretch.
+    base = bench_rec(SMOKE, _times(0.1, seed=1), ref=_times(0.004, seed=11))
+    drifted = bench_rec(SMOKE, _times(0.19, seed=2), ref=_times(0.0076, seed=12))
+    res = _gate(tmp_path, [drifted], [base])
+    (speed,) = [c for c in res.checks if c.metric == "video_per_s"]
+    assert res.exit_code == 0 and speed.status == OK, speed
+    assert "(raw x1.8" in speed.change and "machine x1.9" in speed.change and "machine-corrected" in speed.test
+    # Without the reference in one of the records the same pair is a regression, and says why.
+    res = _gate(tmp_path / "one", [bench_rec(SMOKE, _times(0.19, seed=2))], [base])
+    assert res.exit_code == 1 and "not corrected: no reference workload in the new record" in res.regressions[0].change
+    # Different workloads are not divided into each other.
+    res = _gate(tmp_path / "other", [bench_rec(SMOKE, _times(0.19, seed=2), ref=_times(0.0076, seed=12),
+                                               ref_name="another workload")], [base])
+    assert res.exit_code == 1 and "different reference workloads" in res.regressions[0].change
+
+
+def test_a_slowdown_is_caught_whether_the_machine_ran_slower_or_faster(tmp_path):
+    base = bench_rec(SMOKE, _times(0.1, seed=1), ref=_times(0.004, seed=11))
+    for name, model_s, ref_s in (("steady", 0.15, 0.004), ("slower", 0.15 * 1.4, 0.004 * 1.4),
+                                 ("faster", 0.15 / 1.3, 0.004 / 1.3)):
+        res = _gate(tmp_path / name, [bench_rec(SMOKE, _times(model_s, seed=2), ref=_times(ref_s, seed=12))],
+                    [base])
+        # "faster": 1.5x slower model on a 1.3x faster machine; raw x1.1 alone would be within tolerance
+        assert res.exit_code == 1, (name, res.checks)
+        assert res.regressions[0].change.startswith("time x1.4"), (name, res.regressions[0].change)
 
 
 def test_too_noisy_timings_cannot_be_judged(tmp_path):

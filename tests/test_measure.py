@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 import torch
@@ -257,6 +258,25 @@ def test_bench_writes_a_record_with_every_condition(tmp_path):
     assert c["checkpoint_sha256"] is None
     assert c["inference_memory_kind"] == c["train_memory_kind"] == "cpu_tensor_peak"
     assert "batch 8" in meth["train_memory"] and "one more iteration" in meth["inference_memory"]
+    # the machine's speed alongside: one reference-workload time per timed iteration, named
+    assert len(x["reference_times_s"]) == 3 and all(t > 0 for t in x["reference_times_s"])
+    assert meth["reference_kernel"].startswith("conv3d fp32")
+
+
+def test_the_reference_workload_runs_after_every_timed_iteration_and_not_in_the_timed_region():
+    order = []
+
+    class Ref:
+        def __call__(self, keep=True):
+            order.append("ref" if keep else "ref-warm")
+
+    _, timed, _ = T.timed_loop(lambda i: order.append("step"), T.LoopBudget(1, 0.0, 3, 0.0), progress=False,
+                               reference=Ref())
+    assert order == ["step", "ref-warm"] + ["step", "ref"] * 3 and len(timed) == 3
+    # A slow reference does not lengthen the iterations' times.
+    _, timed, _ = T.timed_loop(lambda i: None, T.LoopBudget(0, 0.0, 3, 0.0), progress=False,
+                               reference=lambda keep=True: time.sleep(0.05))
+    assert max(timed) < 0.05
 
 
 def test_bench_pair_measures_both_protocols_and_compares_them(tmp_path):
@@ -303,6 +323,9 @@ def test_interleaved_iterations_take_turns():
     assert timed[:3] == ["a", "b", "c"] or sorted(timed[:3]) == ["a", "b", "c"]  # one of each per round
     assert all(sorted(timed[i:i + 3]) == ["a", "b", "c"] for i in (0, 3, 6))
     assert len({tuple(timed[i:i + 3]) for i in (0, 3, 6)}) > 1  # the order rotates
+    # one reference time per round, the same for every model (their machine was the same)
+    refs = [r.reference_times_s for r in res.values()]
+    assert len(refs[0]) == 3 and refs[0] == refs[1] == refs[2]
 
 
 def test_zoo_cpu_measures_each_architecture_once_and_says_who_shares(tmp_path):
