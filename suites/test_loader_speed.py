@@ -12,6 +12,8 @@ same machine load), medians over rounds:
 * ``i3dbench, N worker(s)``: a DataLoader whose workers decode and hand over frames, the main
   process building the 30 normalised views (``loader.views_from_decoded``): videos/s of views
   ready for the model;
+* ``loader delivery, N worker(s)``: the same DataLoader with the main process only receiving:
+  the loader alone (decode + hand-over), without the device's work on the views;
 * ``MMAction2``: its own test pipeline (DecordInit, SampleFrames, DecordDecode, Resize,
   ThreeCrop, FormatShape, PackActionInputs) and ActionDataPreprocessor in one process (skipped
   with a reason when MMAction2 is not importable: run this file in an environment that has it);
@@ -25,6 +27,7 @@ Every process runs one torch thread, as DataLoader workers do.
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from pathlib import Path
@@ -117,6 +120,29 @@ def _ours(ds, entry, workers: int) -> float:
     return (len(stamps) - 1) / (stamps[-1] - stamps[0])
 
 
+def _delivery(ds, workers: int) -> float:
+    """Steady-state videos/s the workers hand over (decoded frames + clip plan), the main
+    process only receiving: the loader itself, without the device's work on the views."""
+    order = list(range(len(ds))) * 2
+    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(ds, order), batch_size=None, num_workers=workers,
+                                         persistent_workers=False)
+    stamps = [time.perf_counter() for _ in loader]
+    return (len(stamps) - 1) / (stamps[-1] - stamps[0])
+
+
+def _views_seconds_per_video(ds, entry) -> float:
+    """Seconds per video of building the 30 normalised float views from decoded frames, on the
+    CPU in one thread (the device's share of the work when the device is the CPU)."""
+    from i3dbench.loader import views_from_decoded
+
+    decoded = [ds.decode(i) for i in range(2)]
+    views_from_decoded(decoded[0], entry, "cpu")  # first touch of the output's pages: not the steady state
+    t0 = time.perf_counter()
+    for d in decoded:
+        views_from_decoded(d, entry, "cpu")
+    return (time.perf_counter() - t0) / len(decoded)
+
+
 def _mmaction_rate(root: Path, ann: Path):
     try:
         from mmaction.models.data_preprocessors import ActionDataPreprocessor
@@ -175,6 +201,8 @@ def test_loader_speed(run_dir, tmp_path):
         "decode-only": lambda: _decode_only(ds),
         "i3dbench, 1 worker": lambda: _ours(ds, entry, 1),
         "i3dbench, 2 workers": lambda: _ours(ds, entry, 2),
+        "loader delivery, 1 worker": lambda: _delivery(ds, 1),
+        "loader delivery, 2 workers": lambda: _delivery(ds, 2),
     }
     if have_mm:
         variants["MMAction2 pipeline + preprocessor"] = lambda: _mmaction_rate(root, ann)
@@ -187,6 +215,7 @@ def test_loader_speed(run_dir, tmp_path):
         for n in (1, 5):
             shared_s[n].append(_shared(root, ann, SHARING[:n], tmp_path / f"shared{n}-{r}", workers=1))
     med = {k: statistics.median(v) for k, v in rates.items()}
+    views_s = _views_seconds_per_video(ds, entry)
     model_s = {n: _model_seconds_per_video(views, n) * CLIPS for n in (1, 5)}
     input_1 = statistics.median(shared_s[1]) - model_s[1]
     input_5 = statistics.median(shared_s[5]) - model_s[5]
@@ -196,6 +225,10 @@ def test_loader_speed(run_dir, tmp_path):
         "per_worker_core_1w": med["i3dbench, 1 worker"],
         "ours_1w_over_decode_only": med["i3dbench, 1 worker"] / med["decode-only"],
         "workers_2_over_1": med["i3dbench, 2 workers"] / med["i3dbench, 1 worker"],
+        "delivery_1w_over_decode_only": med["loader delivery, 1 worker"] / med["decode-only"],
+        "delivery_2w_over_1w": med["loader delivery, 2 workers"] / med["loader delivery, 1 worker"],
+        "decode_s_per_video": 1.0 / med["decode-only"],
+        "views_on_cpu_s_per_video": views_s,
         "ours_1w_over_mmaction": (med["i3dbench, 1 worker"] / med["MMAction2 pipeline + preprocessor"]) if have_mm
         else None,
         "shared_input": {"wall_s_1_model": statistics.median(shared_s[1]), "wall_s_5_models": statistics.median(shared_s[5]),
@@ -209,6 +242,12 @@ def test_loader_speed(run_dir, tmp_path):
                     *lines, "",
                     f"- i3dbench 1 worker / decode-only: x{results['ours_1w_over_decode_only']:.3f}",
                     f"- 2 workers / 1 worker: x{results['workers_2_over_1']:.3f}",
+                    f"- loader delivery (frames handed over, no views built) 1 worker / decode-only: "
+                    f"x{results['delivery_1w_over_decode_only']:.3f}; 2 workers / 1 worker: "
+                    f"x{results['delivery_2w_over_1w']:.3f}",
+                    f"- what bounds the end-to-end rate here: decoding {1.0 / med['decode-only']:.3f} s/video in a "
+                    f"worker, building the 30 normalised float views on the CPU (the device here) {views_s:.3f} "
+                    f"s/video in the main process; the 2 workers and the main process share {os.cpu_count()} cores",
                     f"- i3dbench 1 worker / MMAction2: " + (f"x{results['ours_1w_over_mmaction']:.3f}" if have_mm
                                                             else "not measured (MMAction2 not importable)"),
                     f"- 5 models sharing the input: input time x{results['shared_input']['input_5_over_1']:.3f} of "
@@ -217,6 +256,8 @@ def test_loader_speed(run_dir, tmp_path):
               "protocol": f"{ENTRY}: 32x2x10 (sampler 1.x), Resize(-1,256) cv2, ThreeCrop 256, normalised float32",
               "rounds": ROUNDS, "interleaved": "rotating order per round; medians over rounds",
               "ours": "DataLoader workers decode and hand over frames; the main process builds the views",
+              "delivery": "the same DataLoader, the main process only receiving (no views): the loader alone",
+              "views_on_cpu": "views_from_decoded on 2 decoded videos, second touch of the output memory, 1 thread",
               "shared": "evaluate_many with tiny stand-in models; input time = wall - measured model forward time"}
     write_perf(run_dir, "loader_speed", results, conditions=conditions, method=method, markdown=md)
     print("\n" + md)
