@@ -642,6 +642,9 @@ def _run_models(jobs: list[_Job], dataset, todo: list[int], per_video_views: int
     for job in jobs:
         job.my_path.parent.mkdir(parents=True, exist_ok=True)
         job.fh = open(job.my_path, "a")
+    # Views buffers reused from one batch to the next, one per (view settings, n-th video of the
+    # batch): a batch's views are dead once its logits are computed.
+    buffers: dict = {}
     try:
         with torch.inference_mode():
             for batch in loader:
@@ -662,7 +665,7 @@ def _run_models(jobs: list[_Job], dataset, todo: list[int], per_video_views: int
                     mine = [o for o in ok if o[2] in j.todo]
                     if mine:
                         per_job[id(j)] += _score(j, mine, views_cache, logits_cache, device, device_type, chunk,
-                                                 normalize, views_from_decoded)
+                                                 normalize, views_from_decoded, buffers)
                 for j in jobs:
                     append_rows(j.fh, per_job[id(j)])
                     j.new_rows += per_job[id(j)]
@@ -676,10 +679,11 @@ def _run_models(jobs: list[_Job], dataset, todo: list[int], per_video_views: int
 
 
 def _score(job: _Job, items: list, views_cache: dict, logits_cache: dict, device, device_type, chunk, normalize,
-           views_from_decoded) -> list:
+           views_from_decoded, buffers: dict | None = None) -> list:
     """Rows of ``job`` for decoded ``items``: views (shared through ``views_cache`` by every job
     with the same view settings and normalisation), forward in chunks of views (shared through
-    ``logits_cache`` by jobs with the same model object, views and precision), view averaging, top-5."""
+    ``logits_cache`` by jobs with the same model object, views and precision), view averaging, top-5.
+    ``buffers``: views tensors of earlier batches to write this batch's views into."""
     from .loader import view_key
 
     d = job.entry.data
@@ -694,7 +698,11 @@ def _score(job: _Job, items: list, views_cache: dict, logits_cache: dict, device
                 if isinstance(item, torch.Tensor):  # a dataset that hands over uint8 views
                     views_cache[key] = normalize(item, d.mean, d.std, device=device)
                 else:
-                    views_cache[key] = views_from_decoded(item, job.entry, device)
+                    slot = (vkey, sum(1 for k in views_cache if k[1] == vkey))  # n-th video of this batch
+                    views_cache[key] = views_from_decoded(item, job.entry, device,
+                                                          out=None if buffers is None else buffers.get(slot))
+                    if buffers is not None:
+                        buffers[slot] = views_cache[key]
             tensors.append(views_cache[key])
         x = torch.cat(tensors) if len(tensors) > 1 else tensors[0]
         autocast_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(job.precision)

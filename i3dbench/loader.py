@@ -72,14 +72,15 @@ def crop_boxes(entry: ZooEntry, h: int, w: int) -> list:
 
 
 def views_from_decoded(decoded: DecodedVideo, entry: ZooEntry, device: str | torch.device = "cpu",
-                       normalize: bool = True) -> torch.Tensor:
+                       normalize: bool = True, out: torch.Tensor | None = None) -> torch.Tensor:
     """The entry's test views of one decoded video on ``device``: ``V x 3 x T x h x w``, float32
-    normalised with ``data.mean/std`` (uint8 with ``normalize=False``), crop-major (MMAction2's order)."""
+    normalised with ``data.mean/std`` (uint8 with ``normalize=False``), crop-major (MMAction2's order).
+    ``out``: a buffer to write them into, reused when it fits (``transforms.views_from_frames``)."""
     frames = T.resize_short(decoded.frames, entry.data.resize_short, entry.data.resize_backend)
     h, w = frames.shape[1:3]
     frames = frames.to(device, non_blocking=True)
     norm = (entry.data.mean, entry.data.std) if normalize else (None, None)
-    return T.views_from_frames(frames, decoded.clips, crop_boxes(entry, h, w), *norm)
+    return T.views_from_frames(frames, decoded.clips, crop_boxes(entry, h, w), *norm, out=out)
 
 
 __all__ = ["crop_boxes", "decode_key", "group_by_input", "input_key", "input_label", "view_key", "views_from_decoded"]

@@ -121,3 +121,36 @@ def test_entries_with_different_inputs_are_refused_together(tmp_path):
         evaluate_many([VIDEO, RAW], root, ann, out=tmp_path, num_workers=0, progress=False)
     with pytest.raises(UsageError, match="listed twice"):
         evaluate_many([VIDEO, VIDEO], root, ann, out=tmp_path, num_workers=0, progress=False)
+
+
+def test_views_are_written_into_a_reused_buffer_when_it_fits():
+    entry = get_entry(VIDEO)
+    root, ann = smoke_data(entry)
+    frames = build_dataset(entry, "test", root, ann, handover="frames")
+    first = views_from_decoded(frames[0][0], entry, "cpu")
+    second_fresh = views_from_decoded(frames[1][0], entry, "cpu")
+    got = views_from_decoded(frames[1][0], entry, "cpu", out=first)
+    assert got.data_ptr() == first.data_ptr() and torch.equal(got, second_fresh)
+    # a buffer of another shape or dtype is not used
+    small = torch.zeros(2, 3)
+    assert torch.equal(views_from_decoded(frames[1][0], entry, "cpu", out=small), second_fresh)
+    assert not small.any()
+    as_uint8 = views_from_decoded(frames[1][0], entry, "cpu", normalize=False, out=first)
+    assert as_uint8.dtype == torch.uint8 and as_uint8.data_ptr() != first.data_ptr()
+
+
+def test_several_videos_per_step_each_get_their_own_views(tmp_path):
+    """The reused views buffers are per video of a batch: with 3 videos per forward step, each
+    video's predictions are its own (the same classes, and scores within float tolerance of
+    one video per step)."""
+    entry = get_entry(VIDEO)
+    root, ann = smoke_data(entry)
+    one = evaluate(VIDEO, root, ann, out=tmp_path / "one", num_workers=0, progress=False)
+    three = evaluate(VIDEO, root, ann, out=tmp_path / "three", num_workers=0, progress=False,
+                     batch_views=3 * entry.views_per_video)
+    rows = [[json.loads(line) for line in r.predictions_path.read_text().splitlines()] for r in (one, three)]
+    assert len(rows[0]) == len(rows[1]) == one.num_listed
+    for a, b in zip(*(sorted(r, key=lambda row: row["i"]) for r in rows)):
+        assert a["top5"] == b["top5"], (a["video"], a["top5"], b["top5"])
+        assert max(abs(x - y) for x, y in zip(a["scores"], b["scores"])) < 1e-4
+    assert one.metrics["top1"] == three.metrics["top1"]
