@@ -248,7 +248,7 @@ def test_loader_speed(run_dir, tmp_path):
                     f"- what bounds the end-to-end rate here: decoding {1.0 / med['decode-only']:.3f} s/video in a "
                     f"worker, building the 30 normalised float views on the CPU (the device here) {views_s:.3f} "
                     f"s/video in the main process; the 2 workers and the main process share {os.cpu_count()} cores",
-                    f"- i3dbench 1 worker / MMAction2: " + (f"x{results['ours_1w_over_mmaction']:.3f}" if have_mm
+                    "- i3dbench 1 worker / MMAction2: " + (f"x{results['ours_1w_over_mmaction']:.3f}" if have_mm
                                                             else "not measured (MMAction2 not importable)"),
                     f"- 5 models sharing the input: input time x{results['shared_input']['input_5_over_1']:.3f} of "
                     f"one model's ({input_5:.2f} s vs {input_1:.2f} s for {CLIPS} videos)"])

@@ -4,10 +4,8 @@ match a direct computation, a planted difference that shows, and the records and
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from cli_harness import run_cli
@@ -17,7 +15,7 @@ from i3dbench.metrics import parse_per_video
 from i3dbench.records import load_records
 from i3dbench.runner import smoke_data
 from i3dbench.stats import mcnemar_exact, paired_difference_interval
-from i3dbench.sweep import Variant, compare, make_variants, parse_vary, run_sweep
+from i3dbench.sweep import make_variants, parse_vary, run_sweep
 from i3dbench.zoo import get_entry
 
 ENTRY = "smoke_i3d_tiny_video"
