@@ -211,11 +211,11 @@ def test_cli_good_run_and_rerun(tmp_path):
     assert "Traceback" not in res.out
 
 
-def test_cli_failed_video_exit_1(tmp_path):
+def test_cli_failed_video_exit_2(tmp_path):
     root, ann, out = _cli_setup(tmp_path)
     ann.write_text("cls/carphone_distorted.mp4 0\ncls/gone.mp4 1\n")
     run_cli(["data", "extract", root, out, "--ann", ann, "--layout", "short256", "--workers", "1", "--quiet"],
-            expect_rc=1, must_name=["cls/gone.mp4", "file not found", "1 failed"], watch=[tmp_path], allowed=[out])
+            expect_rc=2, must_name=["cls/gone.mp4", "file not found", "1 failed"], watch=[tmp_path], allowed=[out])
     assert (out / "val_list_rawframes.txt").read_text() == "cls/carphone_distorted 120 0\n"
 
 

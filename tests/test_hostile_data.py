@@ -86,7 +86,7 @@ def test_unusable_input_exits_2_naming_it(media, tmp_path, case):
     assert len([line for line in res.out.splitlines() if "error" in line]) == 1, res.out  # one line, not a cascade
 
 
-# The check runs and names the problem: exit 1 (data check's "problems found").
+# The check runs and names the problem: exit 2 (bad input: data check's "problems found"; 1 is only the gate's "regressed").
 FINDING_CASES = {
     "label 999 for 8 classes": ("good0.mp4 0\ngood1.mp4 999\n", ["--entry", SMOKE], [":2: LABEL 999 is out of range for 8 classes"]),
     "label 400 for the zoo's 400": ("good1.mp4 1\ngood0.mp4 400\n", [], [":2: LABEL 400 is out of range for 400 classes"]),
@@ -106,7 +106,7 @@ def test_bad_lines_and_paths_are_named_exit_1(media, tmp_path, case):
     text, extra, names = FINDING_CASES[case]
     ann = _write(tmp_path, "list.txt", text)
     out = tmp_path / "out"
-    res = run_cli(_check(media, ann, *extra, "--json", out / "r.json"), expect_rc=1, must_name=names,
+    res = run_cli(_check(media, ann, *extra, "--json", out / "r.json"), expect_rc=2, must_name=names,
                   watch=[media, tmp_path], allowed=[out])
     assert "PROBLEMS:" in res.out
     report = json.loads((out / "r.json").read_text())
@@ -116,7 +116,7 @@ def test_bad_lines_and_paths_are_named_exit_1(media, tmp_path, case):
 def test_escaping_paths_are_never_opened(media, tmp_path):
     """A path outside the root is reported from its text alone: no size, no frames, no fingerprint share."""
     ann = _write(tmp_path, "list.txt", "../../../../../../etc/passwd 0\n/etc/passwd 1\ngood0.mp4 0\n")
-    run_cli(_check(media, ann, "--json", tmp_path / "o" / "r.json"), expect_rc=1, watch=[media], allowed=[tmp_path])
+    run_cli(_check(media, ann, "--json", tmp_path / "o" / "r.json"), expect_rc=2, watch=[media], allowed=[tmp_path])
     report = json.loads((tmp_path / "o" / "r.json").read_text())
     assert [(p["path"], p["status"], p["line"]) for p in report["problems"]] == [
         ("../../../../../../etc/passwd", "bad_path", 1), ("/etc/passwd", "bad_path", 2)]
@@ -126,7 +126,7 @@ def test_escaping_paths_are_never_opened(media, tmp_path):
 def test_rawframe_count_that_disagrees_is_named(media, tmp_path):
     ann = _write(tmp_path, "frames.txt", "f0 6 0\nf1 5 1\n")
     run_cli(["data", "check", media / "frames", "--ann", ann, "--format", "rawframes", "--clip-len", "2", "--quiet"],
-            expect_rc=1, must_name=["count_mismatch: f1: the list says 5 frames, the directory has 6"], watch=[media, tmp_path])
+            expect_rc=2, must_name=["count_mismatch: f1: the list says 5 frames, the directory has 6"], watch=[media, tmp_path])
 
 
 def test_clean_copy_exits_0(media):
@@ -143,7 +143,7 @@ def reference(media, tmp_path) -> Path:
 def test_against_names_missing_and_extra_ids(media, tmp_path, reference):
     out = tmp_path / "out"
     res = run_cli(_check(media, media / "good.txt", "--entry", SMOKE, "--against", reference, "--json", out / "r.json"),
-                  expect_rc=1, watch=[media, tmp_path], allowed=[out],
+                  expect_rc=2, watch=[media, tmp_path], allowed=[out],
                   must_name=["2 of 3 listed videos shared", "2 missing, 1 extra", "absent_a, absent_b", "extra (in good.txt, not in the reference): good2",
                              "2 missing and 1 extra against the reference"])
     comp = json.loads((out / "r.json").read_text())["comparison"]
@@ -155,7 +155,7 @@ def test_against_shows_first_ids_then_all_in_json(media, tmp_path):
     ref = _write(tmp_path, "ref.txt", "".join(f"gone{i:02d}.mp4 0\n" for i in range(25)) + "good0.mp4 0\ngood1.mp4 1\ngood2.mp4 2\n")
     out = tmp_path / "out"
     res = run_cli(_check(media, media / "good.txt", "--entry", SMOKE, "--against", ref, "--json", out / "r.json"),
-                  expect_rc=1, watch=[media, tmp_path], allowed=[out], must_name=["gone00, gone01", "gone09, ... (15 more)"])
+                  expect_rc=2, watch=[media, tmp_path], allowed=[out], must_name=["gone00, gone01", "gone09, ... (15 more)"])
     assert "gone10" not in res.out
     assert len(json.loads((out / "r.json").read_text())["comparison"]["missing"]) == 25
 
@@ -176,6 +176,6 @@ def test_against_a_k400_csv(media, tmp_path):
     ann = _write(tmp_path, "val_list.txt", "abseiling/--33Lscn6sk_000004_000014.mp4 0\nabseiling/-0E7Dwj6fjo_000000_000010.mp4 0\n")
     csv = _write(tmp_path, "val.csv", "label,youtube_id,time_start,time_end,split\nabseiling,--33Lscn6sk,4,14,val\n"
                                       "abseiling,zzzzzzzzzzz,0,10,val\n")
-    run_cli(["data", "check", tmp_path / "k400", "--ann", ann, "--entry", SMOKE, "--against", csv, "--quiet"], expect_rc=1,
+    run_cli(["data", "check", tmp_path / "k400", "--ann", ann, "--entry", SMOKE, "--against", csv, "--quiet"], expect_rc=2,
             watch=[tmp_path], must_name=["1 of 2 listed videos shared (matched by name 1)", "zzzzzzzzzzz_000000_000010",
                                          "abseiling/-0E7Dwj6fjo_000000_000010"])

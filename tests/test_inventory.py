@@ -43,11 +43,11 @@ def broken(clean, tmp_path) -> Path:
     return root
 
 
-def test_check_names_every_problem_and_exits_1(broken, capsys, tmp_path):
+def test_check_names_every_problem_and_exits_2(broken, capsys, tmp_path):
     rc = main(["data", "check", str(broken), "--ann", str(broken / "list.txt"), "--clip-len", "8", "--frame-interval", "2",
                "--json", str(tmp_path / "report.json"), "--workers", "2", "--quiet"])
     out = capsys.readouterr()
-    assert rc == 1
+    assert rc == 2
     assert "Traceback" not in out.out + out.err
     text = out.out
     for status, name in [("unreadable", "zero.mp4"), ("unreadable", "truncated.mp4"), ("unreadable", "text.mp4"),
@@ -108,7 +108,7 @@ def test_rawframes_inventory(tmp_path):
     # --clip-len 4: these 6-frame folders are long enough (the default bar is the zoo's longest clip)
     rc = main(["data", "check", str(root), "--ann", str(root / "list.txt"), "--format", "rawframes", "--clip-len", "4",
                "--json", str(tmp_path / "r.json"), "--quiet"])
-    assert rc == 1
+    assert rc == 2
     report = json.loads((tmp_path / "r.json").read_text())
     status = {p["path"]: p["status"] for p in report["problems"]}
     assert status == {"short_list": "count_mismatch", "bad_jpeg": "unreadable", "empty": "zero_frames", "gone": "missing"}

@@ -85,7 +85,7 @@ def _cmd_data_check(args: argparse.Namespace) -> int:
         c = report.comparison
         differ = f", {c['num_missing']} missing and {c['num_extra']} extra against the reference" if c and not c["identical"] else ""
         print(f"PROBLEMS: {len(report.problems)} videos, {len(report.annotation_errors)} annotation lines{differ}", file=sys.stderr)
-    return 0 if report.ok else 1
+    return 0 if report.ok else 2  # bad input (exit 1 is the gate's "regressed" only)
 
 
 def _cmd_data_synth(args: argparse.Namespace) -> int:
@@ -106,12 +106,12 @@ def add_parsers(sub) -> None:
         dest="data_command", required=True)
     p = data.add_parser(
         "check",
-        help="inventory and fingerprint of a dataset copy (exit 1 when problems are found)",
+        help="inventory and fingerprint of a dataset copy (exit 2 when problems are found)",
         description="Open every annotated video (or frame directory), decode its first and last frame, and "
         "report missing / unreadable / zero-frame / too-short videos, paths outside the root and bad annotation "
         "lines (labels outside the classes, paths with spaces, repeated videos), per-class counts, resolutions, "
         "frame counts and a fingerprint of the copy; with --against, the reference videos missing or extra. "
-        "Exit 0 clean, 1 problems, 2 bad usage.",
+        "Exit 0 clean, 2 problems found or bad usage.",
     )
     p.add_argument("root", type=Path, help="data root (paths in the annotation file are relative to it)")
     p.add_argument("--ann", type=Path, required=True, help="MMAction2 list file (videos: 'PATH LABEL'; rawframes: 'DIR FRAMES LABEL')")
@@ -156,17 +156,17 @@ def _cmd_data_extract(args: argparse.Namespace) -> int:
         print(f"rawframe list written to {rep.list_file}")
     if rep.failed:
         print(f"FAILED: {len(rep.failed)} videos (fix or remove them and rerun: finished folders are kept)", file=sys.stderr)
-    return 1 if rep.failed else 0
+    return 2 if rep.failed else 0  # bad input: the failed videos are listed above
 
 
 def _add_extract_parser(data) -> None:
     p = data.add_parser(
         "extract",
-        help="rawframes from videos, as MMAction2's build_rawframes.py --use-opencv (exit 1 when a video fails)",
+        help="rawframes from videos, as MMAction2's build_rawframes.py --use-opencv (exit 2 when a video fails)",
         description="Decode every video of a video list, resize it (--layout 340x256: fixed size; short256: short "
         "side 256) and write OUT/<video path without extension>/img_00001.jpg ... with OpenCV's JPEG defaults, "
         "then a rawframe list 'DIR TOTAL_FRAMES LABEL'. Parallel over videos; rerun to resume (finished folders "
-        "are skipped). Exit 0 all extracted, 1 some videos failed, 2 bad usage.",
+        "are skipped). Exit 0 all extracted, 2 some videos failed or bad usage.",
     )
     p.add_argument("videos", type=Path, help="video folder (paths in --ann are relative to it)")
     p.add_argument("out", type=Path, help="output folder for the frame folders and the rawframe list")
