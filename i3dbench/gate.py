@@ -18,9 +18,11 @@ Against a **baseline** (a records folder or run folder):
   never go below zero). When both records carry the times of the same reference workload
   (reference_kernel.py: how fast the machine itself ran), the machine's change in speed is
   divided out first: the test runs on the new times divided by ``machine`` (the ratio of the
-  reference medians), and the corrected ratio is the one held against the tolerance (a
-  machine that ran slower is not a regression; one that ran faster does not hide a slower
-  model); the raw ratio and the machine's are shown beside it. A measurement too noisy to judge (robust spread above
+  reference medians). The workload tracks the machine only roughly (its ratio was seen to
+  differ from an unchanged model's by up to ~25% between runs), so it is not trusted alone:
+  when the raw and the corrected ratio agree about the tolerance, that is the verdict; when
+  they disagree, the verdict would hang on the correction, and the check cannot judge
+  ("measure both in one session"). A measurement too noisy to judge (robust spread above
   :data:`MAX_SPREAD` or fewer than :data:`MIN_TIMES` times), or slower beyond the tolerance
   without a significant test, cannot be judged.
 * memory (bench): the same kind, measured the same way: a regression when
@@ -270,6 +272,12 @@ def speed_vs_baseline(entry: ZooEntry, rec: dict, base: dict, entries: list[str]
     mw = mann_whitney(judged, base_t, alternative="greater")
     c.p = mw.pvalue
     c.material = ratio > limit
+    if machine is not None and (raw > limit) != (ratio > limit):
+        c.change = f"time x{ratio:.3f} [{lo:.3f}, {hi:.3f}] (raw x{raw:.3f}, machine x{machine:.3f})"
+        c.status, c.why = CANNOT, (f"the machine's speed changed between the runs (reference workload x{machine:.3f}): "
+                                   f"raw x{raw:.3f} and machine-corrected x{ratio:.3f} disagree about the tolerance "
+                                   f"x{limit:.3f}; measure both in one session (interleaved)")
+        return c
     if machine is None:
         c.change = f"time x{raw:.3f} [{lo:.3f}, {hi:.3f}] (not corrected: {how})"
     else:
