@@ -59,6 +59,12 @@ def test_every_row_names_the_sampler_it_was_tested_with():
     assert {e.test.sampler_version for e in load_zoo(SMOKE_ZOO).values()} == {"1.x"}
 
 
+def test_every_k400_row_resizes_as_mmaction2_does():
+    # mmcv.imresize's OpenCV bilinear (bitwise MMAction2's Resize, tests/test_real_media.py);
+    # the tensor resize differs by up to one grey level and is a sweep knob, not a row's protocol
+    assert {n: e.data.resize_backend for n, e in ZOO.items()} == {n: "cv2" for n in ZOO}
+
+
 def test_zoo_list_shows_sixteen_k400_rows_with_the_heavy_one():
     res = run_cli(["zoo", "list"], expect_rc=0)
     rows = [line for line in res.out.splitlines() if "kinetics400" in line]
