@@ -55,17 +55,8 @@ plant_slowdown() {
 EOF
 }
 
-plant_constant_head() {
-    patch -s -p1 -d "$tmp/constant" <<'EOF'
---- a/i3dbench/models/head.py
-+++ b/i3dbench/models/head.py
-@@ -28,4 +28,4 @@
- 
-     def forward(self, x: torch.Tensor) -> torch.Tensor:
-         x = self.dropout(self.avg_pool(x)).flatten(1)
--        return self.fc_cls(x)
-+        return self.fc_cls(x) * 0 + self.fc_cls.bias  # planted by dev/check_ci_gate.sh: constant scores
-EOF
+plant_constant_head() {  # shared with dev/check_planted_bugs.sh
+    patch -s -p1 -d "$tmp/constant" < "$repo/dev/planted/constant_head.patch"
 }
 
 measure() {  # $1: copy; its run folder is $tmp/runs/$1
