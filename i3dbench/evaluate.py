@@ -531,7 +531,8 @@ def _resume(jobs: list[_Job], run: RunDir, fresh: bool, resume_search, rank: int
     for job in jobs:
         if not fresh:
             for p in find_interrupted(job.entry.name, job.key, [run.predictions]):
-                for i, row in read_predictions(p, repair=(p == job.my_path.resolve())).items():
+                for i, row in read_predictions(p, repair=(p == job.my_path.resolve()),
+                                                 num_listed=num_listed).items():
                     job.reused.setdefault(i, row)
         done_everywhere = set().union(*_all_gather(set(job.reused), world))
         job.todo = {i for i in range(num_listed) if i not in done_everywhere}

@@ -49,12 +49,14 @@ def sealed_path(pred_dir: Path, entry_name: str, key: str) -> Path:
     return Path(pred_dir) / f"{entry_name}-{key}{SEALED}"
 
 
-def read_predictions(path: Path, repair: bool = False) -> dict[int, dict]:
+def read_predictions(path: Path, repair: bool = False, num_listed: Optional[int] = None) -> dict[int, dict]:
     """Rows of a predictions file by video index (first row of an index wins).
 
     A last line without its newline is a write cut short by a kill: it is ignored, and with
     ``repair=True`` cut off the file so that appending can go on. A malformed line elsewhere
-    raises UserError naming the file and line.
+    raises UserError naming the file and line. With ``num_listed`` (a resume), a row whose index
+    is outside the list (``i`` < 0 or >= ``num_listed``) or repeats an earlier row's index is
+    refused the same way: such a file is not an interrupted run of this list.
     """
     path = Path(path)
     if not path.exists():
@@ -75,6 +77,13 @@ def read_predictions(path: Path, repair: bool = False) -> dict[int, dict]:
             index = int(row["i"])
         except (ValueError, KeyError, TypeError) as err:
             raise UserError(f"{path}:{lineno}: not a prediction row ({err}); delete the file to start over") from None
+        if num_listed is not None:
+            if isinstance(row["i"], bool) or not 0 <= index < num_listed or index != row["i"]:
+                raise UserError(f"{path}:{lineno}: row i={row['i']!r} is outside the list of {num_listed} videos; "
+                                "not an interrupted run of this list: delete the file or rerun with --fresh")
+            if index in rows:
+                raise UserError(f"{path}:{lineno}: a second row for video i={index}; the file is not an "
+                                "interrupted run of this list: delete the file or rerun with --fresh")
         rows.setdefault(index, row)
     return rows
 

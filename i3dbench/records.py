@@ -194,7 +194,7 @@ def make_record(entry_name: str, kind: str, metrics: dict, conditions: dict, met
         "measurement": dict(measurement or {"id": new_measurement_id()}),
         "extra": dict(extra or {}),
     }
-    validate_record(record)
+    validate_record(_finite(record))  # as it will be written: NaN and inf become null
     return record
 
 
@@ -210,29 +210,200 @@ def parse_time(value: Any, where: str = "record") -> datetime:
 
 
 def validate_record(record: Any, where: str = "record") -> None:
-    """Raise :class:`RecordError` naming ``where`` and the field if ``record`` breaks the schema."""
+    """Raise :class:`RecordError` naming ``where`` and the field if ``record`` breaks the schema.
+
+    Beyond the shape: every metric is null or a finite number (JSON ``true`` is not one), an
+    interval ``[low, high]`` holds its value, counts are whole numbers that add up, per-video
+    strings have one character of ``1 0 -`` per listed video and agree with ``num_videos`` and
+    top-1/top-5, timings are lists of positive finite seconds, and the measurement names its
+    entry when it is shared. A record that fails is refused, never read as something else."""
     if not isinstance(record, dict):
         raise RecordError(f"{where}: a record is a JSON object, got {type(record).__name__}")
-    if record.get("schema") != SCHEMA_VERSION:
+    if record.get("schema") != SCHEMA_VERSION or isinstance(record.get("schema"), bool):
         raise RecordError(f"{where}: field 'schema' is {record.get('schema')!r}, this i3dbench reads schema "
                           f"{SCHEMA_VERSION} (a record of an older version: measure again)")
     for key, typ in (("entry", str), ("kind", str), ("metrics", dict), ("conditions", dict), ("method", dict),
                      ("obtained", dict), ("measurement", dict), ("extra", dict)):
         if not isinstance(record.get(key), typ):
             raise RecordError(f"{where}: field '{key}' must be a {typ.__name__}, got {record.get(key)!r}")
+    if not record["entry"].strip():
+        raise RecordError(f"{where}: field 'entry' is empty; a record names its zoo entry")
     if record["kind"] not in KINDS:
         raise RecordError(f"{where}: field 'kind' must be one of {', '.join(KINDS)}, got {record['kind']!r}")
     for key in ("device", "device_name", "time"):
         if not isinstance(record["conditions"].get(key), str):
             raise RecordError(f"{where}: field 'conditions.{key}' is missing (use collect_conditions())")
     parse_time(record["conditions"]["time"], where)
+    _check_conditions(record["conditions"], where)
     if not isinstance(record["method"].get("protocol"), str):
         raise RecordError(f"{where}: field 'method.protocol' is missing")
     if record["obtained"].get("how") not in HOW:
         raise RecordError(f"{where}: field 'obtained.how' must be one of {', '.join(HOW)}, "
                           f"got {record['obtained'].get('how')!r}")
-    if not isinstance(record["measurement"].get("id"), str):
+    _check_measurement(record, where)
+    _check_metrics(record["metrics"], where)
+    if record["kind"] == "eval":
+        _check_eval(record, where)
+    _check_bench(record, where)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _check_conditions(c: dict, where: str) -> None:
+    for key in ("batch", "views", "num_threads", "world_size"):
+        v = c.get(key)
+        if v is not None and not (_is_count(v) and v >= 1):
+            raise RecordError(f"{where}: field 'conditions.{key}' must be a whole number >= 1 or null, got {v!r}")
+    code = c.get("code")
+    if code is not None:
+        if not isinstance(code, dict):
+            raise RecordError(f"{where}: field 'conditions.code' must be an object (commit, dirty, source_sha256), "
+                              f"got {code!r}")
+        if code.get("dirty") is not None and not isinstance(code.get("dirty"), bool):
+            raise RecordError(f"{where}: field 'conditions.code.dirty' must be true, false or null, "
+                              f"got {code.get('dirty')!r}")
+    if c.get("compile") is not None and not isinstance(c.get("compile"), bool):
+        raise RecordError(f"{where}: field 'conditions.compile' must be true or false, got {c.get('compile')!r}")
+
+
+def _check_measurement(record: dict, where: str) -> None:
+    m = record["measurement"]
+    if not isinstance(m.get("id"), str) or not m["id"]:
         raise RecordError(f"{where}: field 'measurement.id' is missing")
+    shared = m.get("shared_by")
+    if shared is None:
+        return
+    if not (isinstance(shared, list) and shared and all(isinstance(e, str) for e in shared)):
+        raise RecordError(f"{where}: field 'measurement.shared_by' must be a list of entry names, got {shared!r}")
+    if record["entry"] not in shared:
+        raise RecordError(f"{where}: field 'measurement.shared_by' does not name the record's entry "
+                          f"{record['entry']!r}; a shared measurement lists every entry it stands for")
+
+
+def _check_metrics(metrics: dict, where: str) -> None:
+    for key, value in metrics.items():
+        field_name = f"metrics.{key}"
+        if value is None:
+            continue  # null: not measured (NaN and inf are written as null)
+        if key.endswith("_interval"):
+            if not (isinstance(value, list) and len(value) == 2 and all(_is_number(v) for v in value)
+                    and all(math.isfinite(v) for v in value) and value[0] <= value[1]):
+                raise RecordError(f"{where}: field '{field_name}' must be [low, high] of finite numbers with "
+                                  f"low <= high (or null), got {value!r}")
+            base = metrics.get(key[: -len("_interval")])
+            if _is_number(base) and math.isfinite(base) and not value[0] - 1e-9 <= base <= value[1] + 1e-9:
+                raise RecordError(f"{where}: field '{field_name}' {value!r} does not contain its value "
+                                  f"{key[: -len('_interval')]}={base!r}")
+            continue
+        if isinstance(value, (dict, list, str)):
+            continue  # structured details (a method's own numbers); readers name what they use
+        if not _is_number(value) or not math.isfinite(value):
+            raise RecordError(f"{where}: field '{field_name}' must be a finite number or null, got {value!r}")
+
+
+_PERCENT = ("top1", "top5", "mean_class_accuracy", "best_top1", "best_top5")
+
+
+def _check_eval(record: dict, where: str) -> None:
+    m = record["metrics"]
+    for key in ("num_videos", "num_listed", "num_failed"):
+        if key in m and m[key] is not None and not _is_count(m[key]):
+            raise RecordError(f"{where}: field 'metrics.{key}' must be a whole number >= 0, got {m[key]!r}")
+    for key in _PERCENT:
+        v = m.get(key)
+        if _is_number(v) and not 0 <= v <= 100:
+            raise RecordError(f"{where}: field 'metrics.{key}' must be a percentage in [0, 100], got {v!r}")
+    n, listed = m.get("num_videos"), m.get("num_listed")
+    if n is not None and listed is not None and n > listed:
+        raise RecordError(f"{where}: field 'metrics.num_videos' ({n}) exceeds 'metrics.num_listed' ({listed})")
+    if n == 0:
+        for key in ("top1", "top5"):
+            if m.get(key) is not None:
+                raise RecordError(f"{where}: field 'metrics.{key}' is {m[key]!r} but no video was evaluated "
+                                  "(num_videos 0)")
+    per_video = record["extra"].get("per_video")
+    if per_video is None:
+        return
+    if not isinstance(per_video, dict):
+        raise RecordError(f"{where}: field 'extra.per_video' must be an object with top1/top5 strings, "
+                          f"got {type(per_video).__name__}")
+    for key, text in per_video.items():
+        f = f"extra.per_video.{key}"
+        if not isinstance(text, str):
+            raise RecordError(f"{where}: field '{f}' must be a string of 1, 0 and -, got {type(text).__name__}")
+        bad = sorted(set(text) - set("01-"))
+        if bad:
+            raise RecordError(f"{where}: field '{f}' has characters other than 1, 0, -: {''.join(bad)[:10]!r}")
+        if listed is None:
+            raise RecordError(f"{where}: field 'metrics.num_listed' is missing, so '{f}' cannot be checked")
+        if len(text) != listed:
+            raise RecordError(f"{where}: field '{f}' has {len(text)} characters, metrics.num_listed is {listed}")
+        done = len(text) - text.count("-")
+        if n is not None and done != n:
+            raise RecordError(f"{where}: field '{f}' has {done} evaluated videos (not '-'), "
+                              f"metrics.num_videos is {n}")
+        value = m.get(key)
+        if _is_number(value) and done:
+            expected = 100.0 * text.count("1") / done
+            if abs(value - expected) > 0.006:
+                raise RecordError(f"{where}: field 'metrics.{key}' is {value!r} but '{f}' gives {expected:.4f} "
+                                  f"({text.count('1')} of {done})")
+
+
+def _check_timings(values: Any, field_name: str, where: str) -> None:
+    if values is None:
+        return
+    if not isinstance(values, list):
+        raise RecordError(f"{where}: field '{field_name}' must be a list of seconds, got {type(values).__name__}")
+    for i, v in enumerate(values):
+        if not (_is_number(v) and math.isfinite(v) and v > 0):
+            raise RecordError(f"{where}: field '{field_name}[{i}]' must be a positive finite number of seconds, "
+                              f"got {v!r}")
+
+
+def _check_bench(record: dict, where: str) -> None:
+    for key in ("times_s", "reference_times_s"):
+        _check_timings(record["extra"].get(key), f"extra.{key}", where)
+    for key in ("views_per_iteration", "views_per_video"):
+        v = record["method"].get(key)
+        if v is not None and not (_is_count(v) and v >= 1):
+            raise RecordError(f"{where}: field 'method.{key}' must be a whole number >= 1, got {v!r}")
+    n_timed = record["metrics"].get("n_timed")
+    if n_timed is not None and not _is_count(n_timed):
+        raise RecordError(f"{where}: field 'metrics.n_timed' must be a whole number >= 0, got {n_timed!r}")
+
+
+def check_measurement_ids(records: list[dict]) -> None:
+    """A folder-level check: a measurement id belongs to one record per entry, and to several
+    records only when each names its entry in ``shared_by`` (else a shared id would hide one
+    entry's numbers behind another's)."""
+    seen: dict[str, list[dict]] = {}
+    for rec in records:
+        seen.setdefault(rec["measurement"]["id"], []).append(rec)
+    for mid, recs in seen.items():
+        if len(recs) < 2:
+            continue
+        owners: dict[tuple[str, str], str] = {}
+        for rec in recs:
+            name = rec.get("_path") or rec.get("_file") or "record"
+            shared = rec["measurement"].get("shared_by")
+            if not shared or rec["entry"] not in shared:
+                other = next(r for r in recs if r is not rec)
+                raise RecordError(f"{name}: field 'measurement.id' {mid!r} is also the id of "
+                                  f"{other.get('_file', 'another record')}, and 'measurement.shared_by' does not "
+                                  f"name entry {rec['entry']!r}; a measurement id is unique unless shared")
+            key = (rec["entry"], rec["kind"])
+            if key in owners:
+                raise RecordError(f"{name}: field 'measurement.id' {mid!r} appears twice for entry "
+                                  f"{rec['entry']!r} (also in {Path(owners[key]).name}); one record per entry "
+                                  "and measurement")
+            owners[key] = name
 
 
 def _slug(text: str) -> str:
@@ -272,7 +443,7 @@ def write_record(record: dict, records_dir: str | os.PathLike) -> Path:
 
     Never overwrites: a name already taken gets a ``-1``, ``-2``... suffix. Returns the path.
     """
-    validate_record(record)
+    validate_record(_finite(record))
     out_dir = Path(records_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     name = record_filename(record)
@@ -295,8 +466,10 @@ def records_folder(path: str | os.PathLike) -> Path:
 def load_records(records_dir: str | os.PathLike, kinds: Optional[tuple[str, ...]] = None) -> list[dict]:
     """All records (``*.json``) directly under ``records_dir`` (or a run folder's ``records/``), oldest first.
 
-    Each dict gets ``_file`` (the file name). A file that is not a valid record raises
-    :class:`RecordError` naming it; a missing folder too (a reader was pointed at nothing).
+    Each dict gets ``_file`` (the file name). Every file is validated here, once, before any reader
+    (gate, report, publish, compare) sees it: a file that is not a valid record (:func:`validate_record`),
+    or a measurement id reused without ``shared_by`` (:func:`check_measurement_ids`), raises
+    :class:`RecordError` naming the file and field; a missing folder too (a reader was pointed at nothing).
     """
     root = records_folder(records_dir)
     if not root.is_dir():
@@ -308,11 +481,12 @@ def load_records(records_dir: str | os.PathLike, kinds: Optional[tuple[str, ...]
         except (OSError, ValueError) as err:
             raise RecordError(f"{path}: not a readable JSON record ({err}); delete or fix the file") from None
         validate_record(rec, where=str(path))
-        if kinds is not None and rec["kind"] not in kinds:
-            continue
         rec["_file"] = path.name
         rec["_path"] = str(path)
         out.append(rec)
+    check_measurement_ids(out)  # over the whole folder, before ``kinds`` filters it
+    if kinds is not None:
+        out = [r for r in out if r["kind"] in kinds]
     out.sort(key=lambda r: (parse_time(r["conditions"]["time"]), r["_file"]))
     return out
 
@@ -352,6 +526,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "Conditions",
     "RecordError",
+    "check_measurement_ids",
     "collect_conditions",
     "comparison_key",
     "load_records",

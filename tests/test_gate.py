@@ -132,13 +132,13 @@ def test_another_dataset_copy_cannot_be_judged_paired(tmp_path):
     assert res.exit_code == 2 and "another dataset copy" in res.checks[0].why
 
 
-@pytest.mark.parametrize("over, why", [
-    ({"top1": None}, "top1 is missing or null"),  # NaN and inf are stored as null
-    ({"top1": 0.0}, "not a positive finite number"),
-    ({"top1_interval": None}, None),  # vs a baseline the paired test does not need it: judged
+@pytest.mark.parametrize("hits, over, why", [
+    (HITS, {"top1": None}, "top1 is missing or null"),  # NaN and inf are stored as null
+    ([False] * 64, {}, "not a positive finite number"),  # top-1 0.0 (a 0.0 beside hits is refused at load)
+    (HITS, {"top1_interval": None}, None),  # vs a baseline the paired test does not need it: judged
 ])
-def test_invalid_accuracy_metrics_are_never_ok(tmp_path, over, why):
-    res = _gate(tmp_path, [eval_rec(SMOKE, HITS, **over)], [eval_rec(SMOKE, HITS)])
+def test_invalid_accuracy_metrics_are_never_ok(tmp_path, hits, over, why):
+    res = _gate(tmp_path, [eval_rec(SMOKE, hits, **over)], [eval_rec(SMOKE, HITS)])
     if why is None:
         assert res.exit_code == 0
         return
