@@ -80,7 +80,8 @@ def test_publish_replaces_results_and_the_readme_block_only(tmp_path):
     for name in published:
         src = run1 / "records" / name if (run1 / "records" / name).exists() else run2 / "records" / name
         assert (repo / "results" / "records" / name).read_bytes() == src.read_bytes()
-    assert [p.name for p in (repo / "results" / "perf").iterdir()] == ["scaling.json"]
+    # perf/: the runs' files, and the old ones they do not replace are kept (--prune-perf removes them).
+    assert sorted(p.name for p in (repo / "results" / "perf").iterdir()) == ["old.json", "scaling.json"]
     report = (repo / "results" / "report" / "README.md").read_text()
     assert "from the records in `../records/` (3 records shown" in report
     assert "72.50 [71.90, 73.10]" in report and "×1.71" in report
@@ -114,11 +115,14 @@ def test_republishing_the_same_runs_changes_nothing(tmp_path):
     before = snapshot([repo])
     res = publish([run1, run2], results=repo / "results", readme=repo / "README.md", zoo=zoo)
     assert snapshot([repo]) == before and "zoo table unchanged" in res.describe()
-    # Publishing one run: results/ then shows exactly that run (the other's records and perf/ go).
+    # Publishing one run: results/records then shows exactly that run; perf/ files are kept by default,
+    # and go only with prune_perf.
     publish([run1], results=repo / "results", readme=None, zoo=zoo)
     assert sorted(p.name for p in (repo / "results" / "records").iterdir()) == sorted(
         p.name for p in (run1 / "records").iterdir())
-    assert not (repo / "results" / "perf").exists()
+    assert sorted(p.name for p in (repo / "results" / "perf").iterdir()) == ["old.json", "scaling.json"]
+    publish([run1], results=repo / "results", readme=None, zoo=zoo, prune_perf=True)
+    assert not [p for p in (repo / "results" / "perf").rglob("*") if p.is_file()]
     readme = str(repo / "README.md")
     assert snapshot([repo / "README.md"]) == {readme: before[readme]}  # readme=None: untouched
 

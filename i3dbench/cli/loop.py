@@ -84,12 +84,15 @@ def _print_eval(res) -> int:
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from ..records import records_folder
-    from ..report import render_report
+    from ..report import DEFAULT_HISTORY, render_report
 
-    records = records_folder(args.records)
-    out = args.out if args.out is not None else records.parent / "report"
-    res = render_report(records, out, zoo=args.zoo, training_log=args.training_log, published_log=args.published_log)
-    print(f"rendered {len(res.files)} files from {len(res.tables.used)} records: {res.out_dir / 'README.md'}")
+    records = [records_folder(r) for r in args.records]
+    out = args.out if args.out is not None else records[0].parent / "report"
+    res = render_report(records, out, zoo=args.zoo, training_log=args.training_log, published_log=args.published_log,
+                        history=DEFAULT_HISTORY if args.history is None else args.history)
+    steps = f", {len(res.history.regressions)} step(s) judged REGRESSED in the history" if res.history else ""
+    print(f"rendered {len(res.files)} files from {len(res.tables.used)} records{steps}: {res.html} "
+          f"(and {res.out_dir / 'README.md'})")
     return 0
 
 
@@ -170,7 +173,8 @@ def _plan(args: argparse.Namespace, slurm) -> int:
 def _cmd_publish(args: argparse.Namespace) -> int:
     from ..publish import publish
 
-    res = publish(args.runs, results=args.results, readme=None if args.readme == "none" else args.readme, zoo=args.zoo)
+    res = publish(args.runs, results=args.results, readme=None if args.readme == "none" else args.readme, zoo=args.zoo,
+                  allow_dirty=args.allow_dirty, dry_run=args.dry_run, prune_perf=args.prune_perf)
     print(res.describe())
     return 0
 
@@ -215,9 +219,14 @@ def add_parsers(sub) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_eval)
 
-    p = sub.add_parser("report", help="render tables and figures from a run's records (never touches results/)")
-    p.add_argument("--records", type=Path, required=True, help="a run folder or its records/ folder")
-    p.add_argument("--out", type=Path, help="output folder (default: report/ next to the records folder)")
+    p = sub.add_parser("report", help="render index.html, tables and figures from runs' records (never touches results/)")
+    p.add_argument("--records", type=Path, nargs="+", required=True, metavar="RUN",
+                   help="run folder(s) or records/ folder(s): their records together")
+    p.add_argument("--history", type=Path, nargs="*", metavar="DIR",
+                   help="folders whose records make the history plots and steps (run folders, records folders or "
+                   "folders of run folders; default: results/ and every run folder under the runs root; "
+                   "--history with no folder: none)")
+    p.add_argument("--out", type=Path, help="output folder (default: report/ next to the first records folder)")
     p.add_argument("--zoo", type=Path, help="manifest: one row per entry (default: K400 zoo + smoke zoo)")
     p.add_argument("--training-log", type=Path, help="a log.json of our training run to compare")
     p.add_argument("--published-log", type=Path, help="the published log.json of the same entry")
@@ -279,8 +288,19 @@ def add_parsers(sub) -> None:
     g.add_argument("--probe-videos", type=positive_int, help="videos decoded per group by the probe (default 3)")
     p.set_defaults(func=_cmd_run)
 
-    p = sub.add_parser("publish", help="make run folder(s) the reference results (results/ and the README zoo table)")
+    p = sub.add_parser("publish", help="make run folder(s) the reference results (results/ and the README zoo table)",
+                       description="Make run folders the reference: results/records (exactly their records), "
+                       "results/perf, results/report and the README's zoo table, switched in one atomic step (an "
+                       "interrupted publish is rolled back by the next one). Refused, with nothing changed: partial or "
+                       "failed evaluations, entries in no manifest, two runs disagreeing on one entry and protocol, no "
+                       "records, a run folder inside results/, records from a dirty working tree (unless "
+                       "--allow-dirty). Prints the rows added, changed and removed.")
     p.add_argument("runs", nargs="+", type=Path, metavar="RUN", help="run folder(s) whose records become the reference")
+    p.add_argument("--dry-run", action="store_true", help="check and print what would change; change nothing")
+    p.add_argument("--allow-dirty", action="store_true",
+                   help="accept records made from a working tree with uncommitted changes (the table's caption says so)")
+    p.add_argument("--prune-perf", action="store_true",
+                   help="remove the results/perf files the runs do not replace (default: keep them)")
     p.add_argument("--results", type=Path, default=Path("results"), help="reference folder (default results)")
     p.add_argument("--readme", default="README.md", help="markdown file with ZOO-TABLE markers to update ('none': skip)")
     p.add_argument("--zoo", type=Path, help="manifest: one row per entry (default: K400 zoo + smoke zoo)")
