@@ -1,4 +1,4 @@
-"""The PNG figures of a report, drawn from its tables (report.Tables).
+"""The PNG figures of a report, drawn from its table model (tables.Tables).
 
 Every figure says what it shows: the models, the device names, the precisions and the dates of
 the records it was drawn from (record times, never "now"), and which points are published
@@ -11,7 +11,7 @@ import io
 from pathlib import Path
 
 from .fileio import atomic_write
-from .report import Tables, date_range, device_label, precision
+from .tables import Tables, date_range, device_label, precision
 
 
 def _pyplot():
@@ -92,48 +92,67 @@ def _series(row: dict) -> str:
     return f"{row['device']} · {row['protocol']} · {row['settings']}"
 
 
+def _scales(rows: list[dict]) -> list[str]:
+    """The model scales present, full-size first: each gets its own axes (a 50 video/s toy model and
+    a 0.02 video/s full-size model on one log axis would flatten both)."""
+    present = {r.get("scale", "full-size") for r in rows}
+    return [s for s in ("full-size", "smoke") if s in present] + sorted(present - {"full-size", "smoke"})
+
+
 def plot_accuracy_vs_throughput(tables: Tables, path: Path) -> bool:
     """x: measured video/s (log), one marker style per device/protocol/settings series; y: the
-    measured top-1 (filled) where there is an eval, else the published top-1 (hollow)."""
+    measured top-1 (filled) where there is an eval, else the published top-1 (hollow). Smoke and
+    full-size models on separate axes."""
     acc = {r["entry"]: r for r in tables.accuracy}
-    points = []  # (series, video/s, top-1, measured?, entry)
+    points = []  # (series, video/s, top-1, measured?, entry, scale)
     for r in tables.speed:
         for name in r["entries"].split(";"):
             a = acc.get(name)
             if a is None:
                 continue
+            scale = r.get("scale", "full-size")
             if a["top1"] is not None:
-                points.append((_series(r), r["video_per_s"], a["top1"], True, name))
+                points.append((_series(r), r["video_per_s"], a["top1"], True, name, scale))
             elif a["published_top1"] is not None:
-                points.append((_series(r), r["video_per_s"], a["published_top1"], False, name))
+                points.append((_series(r), r["video_per_s"], a["published_top1"], False, name, scale))
     if not points:
         return False
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(9, 6), layout="constrained")
+    scales = [s for s in ("full-size", "smoke") if any(p[5] == s for p in points)]
+    scales += sorted({p[5] for p in points} - set(scales))
+    fig, axes = plt.subplots(1, len(scales), figsize=(9 if len(scales) == 1 else 13, 6), layout="constrained",
+                             squeeze=False)
     markers = "osD^vP*Xh<>"
     series = sorted({p[0] for p in points})
-    for i, s in enumerate(series):
-        color, marker = f"C{i % 10}", markers[i % len(markers)]
-        for measured in (True, False):
-            pts = [p for p in points if p[0] == s and p[3] == measured]
-            if pts:
-                ax.scatter([p[1] for p in pts], [p[2] for p in pts], marker=marker, s=40,
-                           facecolors=color if measured else "none", edgecolors=color,
-                           label=f"{s} — {'measured top-1' if measured else 'published top-1 (no eval)'}")
-    if len(points) <= 12:
-        for _, x, yv, _, name in points:
-            ax.annotate(name, (x, yv), fontsize=6, xytext=(4, 3), textcoords="offset points")
-    ax.set_xscale("log")
-    _plain_log_ticks(ax.xaxis)
-    ax.set_xlabel("measured videos per second (all test views of a video), log scale")
-    ax.set_ylabel("top-1 accuracy (%)")
-    ax.grid(alpha=0.3)
-    fig.legend(loc="outside lower center", ncol=1, fontsize=6)
+    for ax, scale in zip(axes[0], scales, strict=True):
+        mine = [p for p in points if p[5] == scale]
+        for i, s in enumerate(series):
+            color, marker = f"C{i % 10}", markers[i % len(markers)]
+            for measured in (True, False):
+                pts = [p for p in mine if p[0] == s and p[3] == measured]
+                if pts:
+                    ax.scatter([p[1] for p in pts], [p[2] for p in pts], marker=marker, s=40,
+                               facecolors=color if measured else "none", edgecolors=color,
+                               label=f"{s} — {'measured top-1' if measured else 'published top-1 (no eval)'}")
+        if len(mine) <= 12:
+            for _, x, yv, _, name, _ in mine:
+                ax.annotate(name, (x, yv), fontsize=6, xytext=(4, 3), textcoords="offset points")
+        ax.set_xscale("log")
+        _plain_log_ticks(ax.xaxis)
+        ax.set_xlabel("measured videos per second (all test views of a video), log scale")
+        ax.set_ylabel("top-1 accuracy (%)")
+        ax.grid(alpha=0.3)
+        ax.set_title(f"{scale} models", fontsize=8)
+    handles = {}
+    for ax in axes[0]:
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(lab, h)
+    fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncol=1, fontsize=6)
     files = [f for r in tables.speed for f in r["records"].split(";")] + [a["record"] for a in tables.accuracy
                                                                          if a["record"]]
     names = sorted({p[4] for p in points})
     models = ", ".join(names) if len(names) <= 3 else f"{len(names)} models"
-    ax.set_title(f"Top-1 vs measured throughput ({models})\n{_subtitle(_used(tables, files))}", fontsize=9)
+    fig.suptitle(f"Top-1 vs measured throughput ({models})\n{_subtitle(_used(tables, files))}", fontsize=9)
     save_png(fig, path)
     return True
 
@@ -147,35 +166,52 @@ def _short_model(row: dict) -> str:
 
 
 def plot_throughput(tables: Tables, path: Path) -> bool:
-    """Measured video/s per model, one marker style per series; published GPU video/s as crosses."""
+    """Measured video/s per model, one marker style per series; published GPU video/s as crosses.
+    Smoke and full-size models on separate axes."""
     if not tables.speed:
         return False
     plt = _pyplot()
-    labels = list(dict.fromkeys(_short_model(r) for r in tables.speed))
+    scales = _scales(tables.speed)
     series = sorted({_series(r) for r in tables.speed})
-    fig, ax = plt.subplots(figsize=(9, 0.3 * len(labels) * max(1, len(series)) + 2.2), layout="constrained")
+    by_scale = {sc: [r for r in tables.speed if r.get("scale", "full-size") == sc] for sc in scales}
+    heights = [0.3 * len(dict.fromkeys(_short_model(r) for r in rows)) * max(1, len(series)) + 1.0
+               for rows in by_scale.values()]
+    fig, axes = plt.subplots(len(scales), 1, figsize=(9, sum(heights) + 1.6), layout="constrained", squeeze=False,
+                             height_ratios=heights)
     markers = "osD^vP*Xh<>"
     height = 0.8 / len(series)
-    for i, s in enumerate(series):
-        rows = [r for r in tables.speed if _series(r) == s]
-        ys = [labels.index(_short_model(r)) + (i - (len(series) - 1) / 2) * height for r in rows]
-        # Markers, not bars: bars on a log axis start at an arbitrary left edge.
-        ax.plot([r["video_per_s"] for r in rows], ys, markers[i % len(markers)], color=f"C{i % 10}", markersize=6,
-                label=s)
-    pub = {labels.index(_short_model(r)): r["published_gpu_video_per_s"] for r in tables.speed
-           if r["published_gpu_video_per_s"] is not None}
-    if pub:
-        ax.plot(list(pub.values()), list(pub), "x", color="black", markersize=8,
-                label="published, GPU (30 views, batch 1)")
-    ax.set_yticks(range(len(labels)), labels, fontsize=7)
-    ax.set_ylim(len(labels) - 0.5, -0.5)  # first model on top
-    ax.set_xscale("log")
-    _plain_log_ticks(ax.xaxis)
-    ax.set_xlabel("videos per second (all test views of a video), log scale")
-    ax.grid(axis="x", alpha=0.3)
-    fig.legend(loc="outside lower center", ncol=1, fontsize=6)
+    n_models = 0
+    for ax, scale in zip(axes[:, 0], scales, strict=True):
+        rows_all = by_scale[scale]
+        labels = list(dict.fromkeys(_short_model(r) for r in rows_all))
+        n_models += len(labels)
+        for i, s in enumerate(series):
+            rows = [r for r in rows_all if _series(r) == s]
+            if not rows:
+                continue
+            ys = [labels.index(_short_model(r)) + (i - (len(series) - 1) / 2) * height for r in rows]
+            # Markers, not bars: bars on a log axis start at an arbitrary left edge.
+            ax.plot([r["video_per_s"] for r in rows], ys, markers[i % len(markers)], color=f"C{i % 10}",
+                    markersize=6, label=s)
+        pub = {labels.index(_short_model(r)): r["published_gpu_video_per_s"] for r in rows_all
+               if r["published_gpu_video_per_s"] is not None}
+        if pub:
+            ax.plot(list(pub.values()), list(pub), "x", color="black", markersize=8,
+                    label="published, GPU (30 views, batch 1)")
+        ax.set_yticks(range(len(labels)), labels, fontsize=7)
+        ax.set_ylim(len(labels) - 0.5, -0.5)  # first model on top
+        ax.set_xscale("log")
+        _plain_log_ticks(ax.xaxis)
+        ax.set_xlabel("videos per second (all test views of a video), log scale")
+        ax.grid(axis="x", alpha=0.3)
+        ax.set_title(f"{scale} models", fontsize=8)
+    handles = {}
+    for ax in axes[:, 0]:
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(lab, h)
+    fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncol=1, fontsize=6)
     files = [f for r in tables.speed for f in r["records"].split(";")]
-    ax.set_title(f"Measured inference throughput ({len(labels)} model{'s' if len(labels) != 1 else ''})\n"
+    fig.suptitle(f"Measured inference throughput ({n_models} model{'s' if n_models != 1 else ''})\n"
                  f"{_subtitle(_used(tables, files))}", fontsize=9)
     save_png(fig, path)
     return True

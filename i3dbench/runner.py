@@ -73,6 +73,7 @@ class RunSummary:
             lines.append(f"  job {rep.label}: {', '.join(rep.job_ids)}{again} -> {rep.attempts[-1] if rep.attempts else '?'}")
         if self.sweep_table is not None:
             lines.append(f"protocol sweep: {self.sweep_table}")
+        lines.append(f"report: {self.run.report / 'index.html'} (open it in a browser; works offline)")
         lines.append(f"tables: {self.run.report / 'README.md'} | gate it: i3dbench gate --records {self.run.path} "
                      f"[--baseline OTHER_RUN] | make it the reference: i3dbench publish {self.run.path}")
         return "\n".join(lines)
@@ -341,7 +342,7 @@ def run_all(
 
         device = check_device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     from .provenance import environment_report
-    from .report import render_report, zoo_table_markdown
+    from .report import DEFAULT_HISTORY, render_report, zoo_table_markdown
 
     k400 = k400_copy()
     run = open_run_dir(out)
@@ -413,7 +414,8 @@ def run_all(
                     records, errors = rep.value
                     summary.records += records
                     summary.errors += errors
-    report = step("render tables and figures", render_report, run.records, run.report, zoo=zoo)
+    report = step("render tables and figures", render_report, run.records, run.report, zoo=zoo,
+                  history=DEFAULT_HISTORY)
     if report is not None:
         summary.table = zoo_table_markdown(report.tables, report_link=str(run.report / "README.md"))
     summary.elapsed_s = time.monotonic() - start

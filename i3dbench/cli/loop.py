@@ -219,7 +219,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_eval)
 
-    p = sub.add_parser("report", help="render index.html, tables and figures from runs' records (never touches results/)")
+    p = sub.add_parser("report",
+                       help="render index.html, tables and figures from runs' records (never touches results/)")
     p.add_argument("--records", type=Path, nargs="+", required=True, metavar="RUN",
                    help="run folder(s) or records/ folder(s): their records together")
     p.add_argument("--history", type=Path, nargs="*", metavar="DIR",
