@@ -22,6 +22,16 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
     return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
 
 
+def _compact_table(headers: list[str], rows: list[list[str]]) -> str:
+    """A GitHub table padded to the widest cell and no more (tabulate pads every header by two)."""
+    widths = [max(len(c) for c in col) for col in zip(headers, *rows, strict=True)]
+
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
+
+    return "\n".join([line(headers), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, rows)])
+
+
 def _videos(row: dict) -> str:
     if row["num_videos"] is None:
         return MISSING
@@ -41,8 +51,8 @@ def accuracy_markdown(tables: Tables) -> str:
             fmt_interval(r["top5"], [r["top5_low"], r["top5_high"]]),
             fmt_delta(r["delta_top1"]), fmt_verdict(r["within_tolerance"]),
         ])
-    headers = ["entry", "published top-1 / top-5 %", "top-1 % [95% CI]", "top-5 % [95% CI]", "Δ top-1", "tol."]
-    return _table(headers, rows)
+    headers = ["entry", "published top-1 / 5 %", "top-1 % [95% CI]", "top-5 % [95% CI]", "Δ top-1", "tol."]
+    return _compact_table(headers, rows)
 
 
 def accuracy_legend(tables: Tables) -> str:
