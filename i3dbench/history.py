@@ -85,6 +85,7 @@ class Series:
 class History:
     series: list[Series]
     sources: list[str]  # the folders read
+    unreadable: list[str] = field(default_factory=list)  # "<folder>: <why>" of folders left out
 
     @property
     def regressions(self) -> list[tuple[Series, Point]]:
@@ -102,9 +103,13 @@ def default_sources(results: str | os.PathLike = "results", runs: Optional[str |
     return out
 
 
-def load_history(sources: list[Path]) -> list[dict]:
+def load_history(sources: list[Path], unreadable: Optional[list[str]] = None) -> list[dict]:
     """The records of every source folder (a run folder, records folder, or a folder of run folders),
-    each record once (by file name and time)."""
+    each record once (by file name and time). A folder whose records cannot be read (a bad record
+    file, a missing folder) is left out whole, and said in ``unreadable``: one broken run under
+    runs/ must not keep the others' history from being drawn."""
+    from .errors import UserError
+
     folders: list[Path] = []
     for src in sources:
         src = Path(src)
@@ -114,8 +119,18 @@ def load_history(sources: list[Path]) -> list[dict]:
             folders += sorted(p for p in src.iterdir() if (p / "records").is_dir())
     seen: set[tuple[str, str]] = set()
     out = []
+    for src in sources:
+        if not Path(src).is_dir() and unreadable is not None:
+            unreadable.append(f"{src}: no such folder")
     for folder in folders:
-        for rec in load_records(folder):
+        try:
+            recs = load_records(folder)
+        except UserError as err:
+            if unreadable is None:
+                raise
+            unreadable.append(str(err))
+            continue
+        for rec in recs:
             ident = (rec["_file"], rec["conditions"]["time"])
             if ident not in seen:
                 seen.add(ident)
@@ -185,7 +200,8 @@ def _judge(entry: ZooEntry, head: dict, base: dict) -> dict:
     return {c.metric: c for c in checks}
 
 
-def build_history(entries: dict[str, ZooEntry], records: list[dict], sources: Optional[list] = None) -> History:
+def build_history(entries: dict[str, ZooEntry], records: list[dict], sources: Optional[list] = None,
+                  unreadable: Optional[list[str]] = None) -> History:
     """Series of the zoo's entries over ``records`` (see the module docstring), steps judged."""
     from .tables import entry_scale
 
@@ -226,7 +242,7 @@ def build_history(entries: dict[str, ZooEntry], records: list[dict], sources: Op
                 prev = r
             if s.points:
                 series.append(s)
-    return History(series=series, sources=[str(x) for x in sources or []])
+    return History(series=series, sources=[str(x) for x in sources or []], unreadable=list(unreadable or []))
 
 
 CSV_COLUMNS = ["entry", "metric", "device", "protocol", "precision", "memory_kinds", "method", "time", "commit",

@@ -264,7 +264,7 @@ def _history(history, tables: Tables) -> Optional[dict]:
                       "steps": [{"from": p.step.base_commit, "to": p.step.head_commit, "change": p.step.change,
                                  "test": p.step.test, "time": p.time} for p in s.regressions]})
     cards.sort(key=lambda c: (not c["steps"], c["scale"] != "smoke", c["short"], c["metric"], c["label"]))
-    return {"sources": history.sources, "cards": [c for c in cards if c["n"] > 1],
+    return {"sources": history.sources, "unreadable": history.unreadable, "cards": [c for c in cards if c["n"] > 1],
             "single": [c for c in cards if c["n"] <= 1], "n_series": len(cards),
             "regressions": [{"short": tables.short.get(s.entry, s.entry), "entry": s.entry,
                              "metric": UNITS.get(s.metric, s.metric), "label": _series_label(s),

@@ -213,6 +213,7 @@ def history_markdown(tables: Tables, history) -> str:
     n = sum(len(s.points) for s in history.series)
     lines = [f"{len(history.series)} series, {n} points from {', '.join(history.sources) or MISSING}; "
              "every point in `history.csv`, plotted in `index.html`."]
+    lines += [f"Left out of the history: {u}" for u in history.unreadable]
     if not history.regressions:
         return "\n".join(lines + ["", "No consecutive pair of points was judged REGRESSED."])
     lines += ["", "Judged REGRESSED against the point before (the gate's paired tests):", ""]

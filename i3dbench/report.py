@@ -287,11 +287,12 @@ def _history(history, entries: dict[str, ZooEntry], records: list[dict], dirs: l
 
     sources = default_sources() if history == DEFAULT_HISTORY else [Path(p) for p in history]
     # The records shown are part of the history too: the newest point is this run's.
-    recs = load_history(sources)
+    unreadable: list[str] = []
+    recs = load_history(sources, unreadable)
     seen = {(r["_file"], r["conditions"]["time"]) for r in recs}
     recs += [r for r in records if (r["_file"], r["conditions"]["time"]) not in seen]
-    return build_history(entries, recs, sources=[str(s) for s in sources] + [str(d) for d in dirs
-                                                                          if str(d) not in map(str, sources)])
+    shown = [str(s) for s in sources] + [str(d) for d in dirs if str(d) not in map(str, sources)]
+    return build_history(entries, recs, sources=shown, unreadable=unreadable)
 
 
 def render_report(

@@ -134,3 +134,14 @@ def test_report_marks_the_step_in_history_csv_html_and_markdown(tmp_path):
     html = res.html.read_text()
     assert f"<code>{COMMITS[0][:8]}</code> → <code>{COMMITS[1][:8]}</code>" in html
     assert f"`{COMMITS[0][:8]}` → `{COMMITS[1][:8]}`" in (tmp_path / "out" / "README.md").read_text()
+
+
+def test_a_broken_run_folder_is_left_out_of_the_history_and_said(tmp_path):
+    runs = _runs(tmp_path / "runs", (False, True))
+    broken = tmp_path / "runs" / "20240619T000000Z-host" / "records"
+    broken.mkdir(parents=True)
+    (broken / "bench-x.json").write_text("{not json")
+    res = render_report(runs[-1], tmp_path / "out", zoo={SMOKE: get_entry(SMOKE)}, history=[tmp_path / "runs"])
+    assert len(res.history.unreadable) == 1 and "bench-x.json" in res.history.unreadable[0]
+    assert [p.step.head_commit for _, p in res.history.regressions] == [COMMITS[1][:8]]
+    assert "Left out of the history" in res.html.read_text()
