@@ -225,7 +225,7 @@ def history_plot(series) -> dict:
     for i, p in enumerate(series.points):
         regressed = p.step is not None and p.step.status == "REGRESSED"
         points.append({"x": x(i), "y": y(p.value), "y_lo": None if p.low is None else y(p.low),
-                       "y_hi": None if p.high is None else y(p.high), "regressed": regressed,
+                       "y_hi": None if p.high is None else y(p.high), "regressed": regressed, "commit": p.commit,
                        "title": f"{p.commit} · {p.time} · {p.value:.4g}" + (
                            f" [{p.low:.4g}, {p.high:.4g}]" if p.low is not None and p.high is not None else "")
                        + (f" · {p.step.status} vs {p.step.base_commit}" if p.step else "")})
