@@ -408,8 +408,8 @@ def _check_writable(results: Path, readme: Optional[Path]) -> None:
 def _check_space(folder: Path, needed: int) -> None:
     free = shutil.disk_usage(folder).free
     if free < needed:
-        raise OSError(errno.ENOSPC, f"{free // 1024} KiB free, the staged reference needs about {needed // 1024} KiB",
-                      str(folder))
+        raise OSError(errno.ENOSPC, f"No space left on device; {free // 1024} KiB free, the staged reference needs "
+                      f"about {needed // 1024} KiB (nothing was published)", str(folder))
 
 
 def _copy_file(src: Path, dest: Path, mode_from: Optional[Path]) -> None:

@@ -81,8 +81,10 @@ def make_repo(tmp_path: Path) -> tuple[Path, Path, Path]:
     return repo, run_a, run_b
 
 
-def argv(repo: Path, run: Path, *extra) -> list:
-    return ["publish", run, "--results", repo / "results", "--readme", repo / "README.md", *extra]
+def argv(repo: Path, run, *extra) -> list:
+    """``publish RUN... --results R --readme README EXTRA...`` (``run``: a folder or a list of them)."""
+    runs = list(run) if isinstance(run, (list, tuple)) else [run]
+    return ["publish", *runs, "--results", repo / "results", "--readme", repo / "README.md", *extra]
 
 
 def expected_new(tmp_path: Path, repo: Path, run_b: Path) -> dict[str, str]:
