@@ -60,6 +60,9 @@ def test_run_all_evaluates_measures_and_renders_into_its_run_folder(tiny_world):
     ev = next(r for r in plain if r["kind"] == "eval")
     assert ev["obtained"]["how"] == "computed" and ev["conditions"]["checkpoint_verified"].startswith("verified: sha256 prefix")
     assert (tiny_world / "run" / "report" / "README.md").exists() and (tiny_world / "run" / "env.txt").exists()
+    # The page a person opens: its path is printed, and it shows this run in the history.
+    html = tiny_world / "run" / "report" / "index.html"
+    assert f"report: {html}" in summary.describe() and 'id="history"' in html.read_text()
     assert ENTRY in summary.table and str(tiny_world / "run") in summary.describe()
     assert snapshot(TRACKED) == before  # a run never modifies the checkout
 
