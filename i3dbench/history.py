@@ -73,7 +73,7 @@ class Series:
 
     @property
     def label(self) -> str:
-        _, kind, device, protocol, precision, kinds, method = self.key
+        _, _, device, protocol, precision, kinds, method = self.key
         return " · ".join(x for x in (device, protocol, precision, kinds if kinds != "-" else "", method) if x)
 
     @property

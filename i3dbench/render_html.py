@@ -243,7 +243,7 @@ def _tick(v: float) -> str:
 
 def _series_label(s) -> str:
     """device · protocol · precision (· threads): the comparison key without what the card says."""
-    _, kind, device, protocol, precision, _, method = s.key
+    _, _, device, protocol, precision, _, method = s.key
     parts = [device, protocol, precision]
     if "@" in method and method.endswith("thr"):
         n = method.rsplit("@", 1)[1][:-3]

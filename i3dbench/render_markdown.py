@@ -211,8 +211,8 @@ def compare_markdown(tables: Tables) -> Optional[str]:
 def history_markdown(tables: Tables, history) -> str:
     """The steps the history found (the plots are in index.html, the points in history.csv)."""
     n = sum(len(s.points) for s in history.series)
-    lines = [f"{len(history.series)} series, {n} points from {', '.join(history.sources) or MISSING}; "
-             "every point in `history.csv`, plotted in `index.html`."]
+    lines = [(f"{len(history.series)} series, {n} points from {', '.join(history.sources) or MISSING}; "
+              "every point in `history.csv`, plotted in `index.html`.")]
     lines += [f"Left out of the history: {u}" for u in history.unreadable]
     if not history.regressions:
         return "\n".join(lines + ["", "No consecutive pair of points was judged REGRESSED."])

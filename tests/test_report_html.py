@@ -151,11 +151,12 @@ def test_zoo_table_rows_fit_120_characters(run):
 
 
 EXTERNAL = [
-    (re.compile(r"https?:|ftp:|file:", re.I), "a URL scheme"),
+    (re.compile(r"https?:|ftp:|file:", re.IGNORECASE), "a URL scheme"),
     (re.compile(r"//"), "a protocol-relative URL or comment"),
-    (re.compile(r"@import", re.I), "a CSS import"),
-    (re.compile(r"url\s*\(", re.I), "a CSS url()"),
-    (re.compile(r"<(link|iframe|object|embed|img|script)\b[^>]*\b(src|href)\s*=", re.I), "an element loading a file"),
+    (re.compile(r"@import", re.IGNORECASE), "a CSS import"),
+    (re.compile(r"url\s*\(", re.IGNORECASE), "a CSS url()"),
+    (re.compile(r"<(link|iframe|object|embed|img|script)\b[^>]*\b(src|href)\s*=", re.IGNORECASE),
+     "an element loading a file"),
 ]
 
 
@@ -163,7 +164,7 @@ def external_references(html: str) -> list[str]:
     """What in ``html`` would reach outside the file (an empty list: self-contained). Links to the
     records' JSON files (``<a href>`` to a relative path) are allowed: the page loads nothing from them."""
     found = [f"{why}: {m.group(0)!r}" for pattern, why in EXTERNAL for m in pattern.finditer(html)]
-    for m in re.finditer(r"\b(?:src|href)\s*=\s*\"([^\"]*)\"", html, re.I):
+    for m in re.finditer(r"\b(?:src|href)\s*=\s*\"([^\"]*)\"", html, re.IGNORECASE):
         target = m.group(1)
         if not target.startswith("#") and (target.startswith("/") or ":" in target or not target):
             found.append(f"a reference outside the page: {m.group(0)!r}")
@@ -171,7 +172,7 @@ def external_references(html: str) -> list[str]:
 
 
 def test_the_page_is_self_contained(run):
-    root, res, files, _ = run
+    _, res, files, _ = run
     html = res.html.read_text()
     assert external_references(html) == []
     assert "<style>" in html and "<svg" in html and "<script>" in html
@@ -224,7 +225,7 @@ def test_a_missing_template_variable_is_an_error(run, tmp_path, monkeypatch):
 
 
 def test_the_page_shows_every_zoo_entry_and_record(run):
-    _, res, files, zoo = run
+    _, res, _, zoo = run
     html = res.html.read_text()
     for name in zoo:
         assert f'title="{name}"' in html and res.tables.short[name] in html
