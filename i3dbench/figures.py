@@ -82,6 +82,8 @@ def _plain_log_ticks(axis) -> None:
 
     def minor(v, _):
         lo, hi = axis.get_view_interval()
+        if hi < 10 * max(lo, 1e-30):  # under a decade: every minor tick, or the axis reads one number
+            return f"{v:g}"
         return f"{v:g}" if hi < 30 * max(lo, 1e-30) and f"{v:.0e}"[0] in "25" else ""
 
     axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
@@ -162,7 +164,8 @@ def _short_model(row: dict) -> str:
     if not row["shared"]:
         return row["model"]
     measured = row["model"].split(";")[0].replace("measured as ", "")
-    return f"{measured} (+{len(row['entries'].split(';')) - 1} sharing it)"
+    others = len(row["entries"].split(";")) - 1
+    return f"{measured} (+{others} sharing it)" if others else measured
 
 
 def plot_throughput(tables: Tables, path: Path) -> bool:
