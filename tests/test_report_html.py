@@ -240,3 +240,32 @@ def test_rendering_twice_gives_the_same_page(run):
     before = res.html.read_bytes()
     again = render_report(root, root / "report", zoo=zoo)
     assert again.html.read_bytes() == before
+
+
+def _imports(module) -> set[str]:
+    import ast
+
+    tree = ast.parse(Path(module.__file__).read_text())
+    names = {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    names |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    names |= {f"{n.module}.{a.name}" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names}
+    return names
+
+
+def test_data_flows_one_way_and_no_renderer_reads_a_record():
+    """records -> tables (selection) -> renderers: a renderer never loads a record or opens a file, and
+    nothing in the chain imports report.py (the old report <-> figures circle) or the measuring code."""
+    from i3dbench import figures, fmt, history, render_markdown, report
+
+    renderers = (render_markdown, render_html, figures)
+    for mod in renderers:
+        names = _imports(mod)
+        assert not any(n.endswith(("load_records", "load_history", "load_compares", "report")) for n in names), \
+            (mod.__name__, names)
+        text = Path(mod.__file__).read_text()
+        assert "read_text(" not in text and "json.load" not in text and "open(" not in text, mod.__name__
+    for mod in (tables, history, fmt, *renderers):
+        assert not any(n.split(".")[-1] == "report" for n in _imports(mod)), mod.__name__
+    banned = {"evaluate", "measure", "timing", "train", "memory", "fastpath", "models", "torch"}
+    for mod in (report, tables, history, fmt, *renderers):
+        assert not {n for n in _imports(mod) if set(n.split(".")) & banned}, mod.__name__
