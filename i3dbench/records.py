@@ -287,24 +287,30 @@ def _check_measurement(record: dict, where: str) -> None:
 
 
 def _check_metrics(metrics: dict, where: str) -> None:
+    intervals = []
     for key, value in metrics.items():
         field_name = f"metrics.{key}"
         if value is None:
             continue  # null: not measured (NaN and inf are written as null)
         if key.endswith("_interval"):
-            if not (isinstance(value, list) and len(value) == 2 and all(_is_number(v) for v in value)
-                    and all(math.isfinite(v) for v in value) and value[0] <= value[1]):
-                raise RecordError(f"{where}: field '{field_name}' must be [low, high] of finite numbers with "
-                                  f"low <= high (or null), got {value!r}")
-            base = metrics.get(key[: -len("_interval")])
-            if _is_number(base) and math.isfinite(base) and not value[0] - 1e-9 <= base <= value[1] + 1e-9:
-                raise RecordError(f"{where}: field '{field_name}' {value!r} does not contain its value "
-                                  f"{key[: -len('_interval')]}={base!r}")
+            intervals.append((key, value))
             continue
-        if isinstance(value, (dict, list, str)):
+        if isinstance(value, (dict, list)):
             continue  # structured details (a method's own numbers); readers name what they use
         if not _is_number(value) or not math.isfinite(value):
             raise RecordError(f"{where}: field '{field_name}' must be a finite number or null, got {value!r}")
+        if key in _PERCENT and not 0 <= value <= 100:
+            raise RecordError(f"{where}: field '{field_name}' must be a percentage in [0, 100], got {value!r}")
+    for key, value in intervals:
+        field_name = f"metrics.{key}"
+        if not (isinstance(value, list) and len(value) == 2 and all(_is_number(v) for v in value)
+                and all(math.isfinite(v) for v in value) and value[0] <= value[1]):
+            raise RecordError(f"{where}: field '{field_name}' must be [low, high] of finite numbers with "
+                              f"low <= high (or null), got {value!r}")
+        base = metrics.get(key[: -len("_interval")])
+        if _is_number(base) and not value[0] - 1e-9 <= base <= value[1] + 1e-9:
+            raise RecordError(f"{where}: field '{field_name}' {value!r} does not contain its value "
+                              f"{key[: -len('_interval')]}={base!r}")
 
 
 _PERCENT = ("top1", "top5", "mean_class_accuracy", "best_top1", "best_top5")
@@ -315,10 +321,6 @@ def _check_eval(record: dict, where: str) -> None:
     for key in ("num_videos", "num_listed", "num_failed"):
         if key in m and m[key] is not None and not _is_count(m[key]):
             raise RecordError(f"{where}: field 'metrics.{key}' must be a whole number >= 0, got {m[key]!r}")
-    for key in _PERCENT:
-        v = m.get(key)
-        if _is_number(v) and not 0 <= v <= 100:
-            raise RecordError(f"{where}: field 'metrics.{key}' must be a percentage in [0, 100], got {v!r}")
     n, listed = m.get("num_videos"), m.get("num_listed")
     if n is not None and listed is not None and n > listed:
         raise RecordError(f"{where}: field 'metrics.num_videos' ({n}) exceeds 'metrics.num_listed' ({listed})")
