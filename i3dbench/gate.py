@@ -47,6 +47,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Optional
 
 from .errors import UserError
@@ -87,10 +88,27 @@ class Check:
 
 
 @dataclass
+class CompareJudgement:
+    """A saved compare record (``<run>/compare/compare-*.json``), re-judged from its raw numbers."""
+
+    path: str
+    doc: dict
+    checks: list  # verdicts.PairedCheck, re-judged
+    disagreements: list[str] = field(default_factory=list)  # stored verdicts the numbers do not give
+
+    @property
+    def exit_code(self) -> int:
+        from .verdicts import exit_code
+
+        return 2 if self.disagreements else exit_code(self.checks, self.doc.get("problems") or [])
+
+
+@dataclass
 class GateResult:
     exit_code: int
     checks: list[Check] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # why it cannot judge at all
+    compares: list[CompareJudgement] = field(default_factory=list)
 
     @property
     def regressions(self) -> list[Check]:
@@ -255,10 +273,9 @@ def speed_vs_baseline(entry: ZooEntry, rec: dict, base: dict, entries: list[str]
         (None if new_t is not None else "raw iteration times missing or invalid") or \
         (None if base_t is not None else "baseline raw iteration times missing or invalid")
     if problem is None:
-        noisy = too_noisy(new_t, MAX_SPREAD, MIN_TIMES)
-        base_noisy = too_noisy(base_t, MAX_SPREAD, MIN_TIMES)
-        problem = (f"too noisy to judge: {noisy}" if noisy else None) or \
-            (f"baseline too noisy to judge: {base_noisy}" if base_noisy else None)
+        few = [f"{who}only {len(t)} timings, need at least {MIN_TIMES}" for who, t in (("", new_t), ("baseline: ", base_t))
+               if len(t) < MIN_TIMES]
+        problem = f"too noisy to judge: {few[0]}" if few else None
     if problem:
         c.status, c.why = CANNOT, problem
         return c
@@ -269,6 +286,17 @@ def speed_vs_baseline(entry: ZooEntry, rec: dict, base: dict, entries: list[str]
     judged = new_t if machine is None else [t / machine for t in new_t]  # the model's times on the baseline's machine
     ratio = statistics.median(judged) / statistics.median(base_t)
     lo, hi = median_ratio_interval(base_t, judged)
+    # Noise never hides an unambiguous change: with the whole interval of the ratio beyond the
+    # tolerance, a wide spread is no reason not to judge (the test below still has to be significant).
+    if not lo > limit:
+        noisy = too_noisy(new_t, MAX_SPREAD, MIN_TIMES)
+        base_noisy = too_noisy(base_t, MAX_SPREAD, MIN_TIMES)
+        problem = (f"too noisy to judge: {noisy}" if noisy else None) or \
+            (f"baseline too noisy to judge: {base_noisy}" if base_noisy else None)
+        if problem:
+            c.status, c.why = CANNOT, problem
+            c.change = f"time x{ratio:.3f} [{lo:.3f}, {hi:.3f}]"
+            return c
     mw = mann_whitney(judged, base_t, alternative="greater")
     c.p = mw.pvalue
     c.material = ratio > limit
@@ -286,21 +314,14 @@ def speed_vs_baseline(entry: ZooEntry, rec: dict, base: dict, entries: list[str]
     return c
 
 
-def _median_rate_upper(times_per_video: list[float], confidence: float = 0.95) -> float:
-    """Upper end of the distribution-free interval of the median rate (1 / the lower order
-    statistic of the times bracketing the median; binomial(n, 1/2) order-statistic interval)."""
-    t = sorted(times_per_video)
-    n = len(t)
-    alpha = (1.0 - confidence) / 2.0
-    # largest k with P(Binomial(n, 1/2) <= k - 1) <= alpha: t[k-1] is a lower bound of the median time
-    cdf, k = 0.0, 0
-    for j in range(n):
-        p = math.comb(n, j) / 2**n
-        if cdf + p > alpha:
-            break
-        cdf += p
-        k = j + 1
-    return 1.0 / t[max(k - 1, 0)]
+def _median_rate_upper(times_per_video: list[float], confidence: float = 0.95) -> Optional[float]:
+    """Upper end of the distribution-free interval of the median rate: 1 / the lower end of the
+    order-statistic interval of the median time (stats.median_interval). None with too few
+    times for such a bound (fewer than 6 at 95%): never the fastest time in its place."""
+    from .stats import median_interval
+
+    iv = median_interval(times_per_video, confidence)
+    return None if iv is None else 1.0 / iv[0]
 
 
 def speed_vs_published(entry: ZooEntry, rec: dict, entries: list[str]) -> Check:
@@ -317,6 +338,10 @@ def speed_vs_published(entry: ZooEntry, rec: dict, entries: list[str]) -> Check:
         return c
     need = entry.tolerance.speed_min_ratio * c.reference
     upper = _median_rate_upper(times)
+    if upper is None:
+        c.status, c.why = CANNOT, (f"only {len(times)} timed iterations: a 95% bound of the median rate needs at "
+                                   "least 6 (measure longer)")
+        return c
     c.change = f"x{c.measured / c.reference:.3f}"
     c.allowed = f"upper 95% end of the median rate ({upper:.3g}) >= {need:.3g} video/s"
     c.status = REGRESSED if upper < need else (IMPROVED if c.measured > c.reference / entry.tolerance.speed_min_ratio
@@ -395,8 +420,48 @@ def _shared_groups(newest: dict[tuple, dict]) -> list[tuple[tuple, dict, list[st
     return out
 
 
+def judge_compares(run_dir) -> list[CompareJudgement]:
+    """Every compare record of a run folder, re-judged (verdicts.rejudge) from the per-round ratios,
+    per-video correctness and memory figures it carries; a stored verdict that the numbers do not
+    give is named (the record was edited, or judged by other rules)."""
+    from .verdicts import compare_records, load_compare_record, rejudge
+
+    out = []
+    for path in compare_records(run_dir):
+        doc, checks = load_compare_record(path)
+        stored = [(c.entry, c.metric, c.verdict) for c in checks]
+        rejudge(checks, float((doc.get("settings") or {}).get("alpha", ALPHA)))
+        j = CompareJudgement(str(path), doc, checks)
+        for (entry, metric, before), c in zip(stored, checks):
+            if before != c.verdict:
+                j.disagreements.append(f"{path.name}: {entry} {metric} is stored as {before}, its numbers give "
+                                       f"{c.verdict}")
+        out.append(j)
+    return out
+
+
+def _run_folder(records_dir) -> Path:
+    p = Path(records_dir)
+    return p.parent if p.name == "records" and (p.parent / "compare").is_dir() else p
+
+
 def run_gate(records_dir, baseline=None, zoo=None, now: Optional[datetime] = None) -> GateResult:
-    """Judge the newest records (see the module docstring); never raises for bad input."""
+    """Judge the newest records (see the module docstring) and the run's saved compares; never
+    raises for bad input."""
+    try:
+        compares = judge_compares(_run_folder(records_dir))
+    except (UserError, OSError, ValueError) as err:
+        return GateResult(2, problems=[str(err)])
+    result = _run_gate_records(records_dir, baseline, zoo, now, bool(compares))
+    result.compares = compares
+    if compares:
+        codes = [j.exit_code for j in compares] + ([result.exit_code] if result.checks or result.problems else [])
+        result.exit_code = 1 if 1 in codes else 2 if 2 in codes else 0
+        result.problems += [d for j in compares for d in j.disagreements]
+    return result
+
+
+def _run_gate_records(records_dir, baseline, zoo, now: Optional[datetime], has_compares: bool) -> GateResult:
     now = now or datetime.now(timezone.utc)
     try:
         entries = load_zoo(zoo) if zoo is not None else load_zoos()
@@ -415,6 +480,8 @@ def run_gate(records_dir, baseline=None, zoo=None, now: Optional[datetime] = Non
         return GateResult(2, problems=[f"record(s) for entries in no manifest: {', '.join(unknown)} "
                                        "(pass the manifest holding them with --zoo)"])
     records = [r for r in records if r["entry"] in entries]
+    if not records and has_compares and base_records is None:
+        return GateResult(0)  # a run of compares only: they are judged by run_gate
     if not records:
         return GateResult(2, problems=[f"no eval or bench records of the chosen zoo's entries in {records_dir}"])
     newest = newest_by_key(records)
@@ -519,6 +586,13 @@ def report_gate(result: GateResult) -> str:
         lines += ["", f"REGRESSIONS ({len(result.regressions)}):", format_checks(result.regressions)]
     if result.undecided:
         lines += ["", f"CANNOT JUDGE ({len(result.undecided)}):", format_checks(result.undecided)]
+    for j in result.compares:
+        from .verdicts import format_compare_table
+
+        b, h = j.doc.get("base") or {}, j.doc.get("head") or {}
+        lines += ["", f"compare {Path(j.path).name}: base {b.get('rev')} ({str(b.get('commit'))[:10]}) vs head "
+                      f"{h.get('rev')} ({str(h.get('commit'))[:10]}), re-judged from its raw numbers:",
+                  format_compare_table(j.checks)]
     lines += [f"cannot judge: {p}" for p in result.problems]
     verdict = {0: "gate: OK, everything judged, nothing regressed", 1: "gate: FAILED, regression(s) above",
                2: "gate: CANNOT JUDGE (exit 2), see above"}

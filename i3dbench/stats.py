@@ -6,6 +6,9 @@
   and :func:`paired_difference_interval` (Newcombe's hybrid score interval, method 10).
 * Two samples of timings: :func:`mann_whitney` (matches ``scipy.stats.mannwhitneyu`` with
   ``method="auto"``) and :func:`median_ratio_interval` (seeded percentile bootstrap).
+* Paired rounds (two revisions measured side by side, one ratio per round): :func:`sign_test`
+  (exact, one-sided) and :func:`median_interval` (distribution-free order-statistic interval of
+  the median, the sign test inverted).
 * Many comparisons at once: :func:`holm` (Holm–Bonferroni adjusted p-values).
 * Timing summaries: :func:`spread` and :func:`too_noisy`.
 
@@ -31,6 +34,10 @@ __all__ = [
     "MannWhitneyResult",
     "mann_whitney",
     "median_ratio_interval",
+    "SignTest",
+    "sign_test",
+    "median_interval",
+    "median_interval_rank",
     "holm",
     "Spread",
     "spread",
@@ -481,6 +488,65 @@ def median_ratio_interval(
     ratios = np.median(y[iy], axis=1) / np.median(x[ix], axis=1)
     low, high = np.quantile(ratios, [alpha, 1.0 - alpha])
     return (float(low), float(high))
+
+
+# --------------------------------------------------------------------------- paired rounds
+
+
+@dataclass(frozen=True)
+class SignTest:
+    """Exact sign test of paired differences against 0 (zeros dropped)."""
+
+    n: int  # non-zero differences
+    above: int  # differences > 0
+    below: int  # differences < 0
+    p_greater: float  # one-sided, alternative: the median difference is > 0
+    p_less: float  # one-sided, alternative: the median difference is < 0
+
+
+def sign_test(differences) -> SignTest:
+    """Exact sign test on paired differences (e.g. per-round log time ratios, head over base).
+
+    Under H0 (median 0) the count of positive differences among the ``n`` non-zero ones is
+    Binomial(n, 1/2) (Conover, Practical Nonparametric Statistics, 3rd ed., 1999, sec. 3.4):
+    ``p_greater = P(X >= above)``, ``p_less = P(X >= below)``. With no non-zero difference both
+    are 1. Same numbers as ``scipy.stats.binomtest(above, n, alternative="greater")``.
+    """
+    d = np.asarray(differences, dtype=np.float64).ravel()
+    if not np.isfinite(d).all():
+        raise ValueError("differences must be finite")
+    above, below = int((d > 0).sum()), int((d < 0).sum())
+    n = above + below
+    # P(X >= k) = P(X <= n - k) by symmetry
+    return SignTest(n=n, above=above, below=below, p_greater=_binom_half_cdf(n - above, n),
+                    p_less=_binom_half_cdf(n - below, n))
+
+
+def median_interval_rank(n: int, confidence: float = 0.95) -> int:
+    """The largest ``k`` with ``P(Binomial(n, 1/2) <= k - 1) <= (1 - confidence) / 2``, or 0 when
+    no ``k >= 1`` qualifies (too few values for an interval at this confidence: n < 6 at 95%).
+
+    ``[x_(k), x_(n-k+1)]`` (1-based order statistics) then covers the median with probability
+    ``1 - 2 P(X <= k - 1) >= confidence``, for any continuous distribution."""
+    alpha = (1.0 - _confidence(confidence)) / 2.0
+    k = 0
+    while k + 1 <= (n + 1) // 2 and _binom_half_cdf(k, n) <= alpha:
+        k += 1
+    return k
+
+
+def median_interval(values, confidence: float = 0.95) -> tuple[float, float] | None:
+    """Distribution-free interval of the median of ``values``: the order statistics
+    ``[x_(k), x_(n-k+1)]`` with ``k = median_interval_rank(n, confidence)`` (the sign test
+    inverted; e.g. Conover 1999, sec. 3.2, or Hollander & Wolfe, Nonparametric Statistical
+    Methods, 2nd ed., sec. 3.6). None when there are too few values for that confidence."""
+    x = np.sort(np.asarray(values, dtype=np.float64).ravel())
+    if not np.isfinite(x).all():
+        raise ValueError("values must be finite")
+    k = median_interval_rank(x.size, confidence)
+    if k == 0:
+        return None
+    return (float(x[k - 1]), float(x[x.size - k]))
 
 
 # --------------------------------------------------------------------------- multiple comparisons

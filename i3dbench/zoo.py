@@ -152,6 +152,9 @@ class Tolerance:
     top5: float = 0.5  # points; in (0, 100]
     memory_rel: float = 0.10  # measured/published - 1 within +-10%; in (0, 1]
     speed_min_ratio: float = 1.0  # measured video/s must be >= ratio * published; in (0, 1]
+    # `i3dbench compare`: two revisions measured side by side are the SAME speed when the interval of
+    # their time ratio lies within [1/x, x]; REGRESSED when it lies wholly above x. In (1, 2].
+    compare_speed: float = 1.10
 
 
 @dataclass(frozen=True)
@@ -590,6 +593,8 @@ def _entry_checks(e: ZooEntry):
     yield "tolerance.memory_rel", _in(tol.memory_rel, 0, 1, True), "must be in (0, 1] (a fraction of the published)", tol.memory_rel
     yield ("tolerance.speed_min_ratio", _in(tol.speed_min_ratio, 0, 1, True),
            "must be in (0, 1] (a fraction of the published speed)", tol.speed_min_ratio)
+    yield ("tolerance.compare_speed", _in(tol.compare_speed, 1, 2, True),
+           "must be in (1, 2] (a time ratio between two revisions)", tol.compare_speed)
 
 
 def _check_entry(e: ZooEntry, where: str) -> None:

@@ -25,7 +25,7 @@ from ..errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, UserError
 
 EPILOG = """exit codes:
   0    ok
-  1    a regression (gate)
+  1    a regression (gate, compare)
   2    cannot judge, bad usage or bad input (one line names the file, field or value to fix)
   3    internal error (a bug; the traceback file is named, or shown with --debug)
   130  interrupted (resumable work is kept)
@@ -44,7 +44,7 @@ def _version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import data, loop, perf, sweep, train, zoo
+    from . import compare, data, loop, perf, sweep, train, zoo
 
     parser = argparse.ArgumentParser(
         prog="i3dbench",
@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"i3dbench {_version()}")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an internal error")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (zoo, data, loop, sweep, train, perf):
+    for module in (zoo, data, loop, sweep, train, perf, compare):
         module.add_parsers(sub)
     return parser
 

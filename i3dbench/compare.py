@@ -1,0 +1,428 @@
+"""`i3dbench compare BASE [HEAD]`: two revisions measured together, in one session, paired.
+
+Each revision runs in its own long-lived worker process (compare_worker.py, started with
+``PYTHONPATH`` = that revision's tree, materialised once by revisions.py), which builds and
+warms each entry's model once. Then, per entry:
+
+* **accuracy**: both revisions evaluate the same videos with the entry's own test protocol and
+  their own checkpoint (the smoke entries: the synthetic val set; a Kinetics-400 entry: the copy
+  named by ``I3DBENCH_K400_ROOT`` / ``_ANN``, else the check is skipped, and says so);
+* **memory**: the peak CPU tensor memory of one step, the same kind for both;
+* **speed**: rounds. In each round every entry's two blocks (a short time-based run of the
+  published protocol's step in each revision) run back to back, in a fresh random order per
+  round (RMIT: Abedi & Brecht 2017) and in a random order of entries; the round's sample is the
+  ratio of the two blocks' medians. After ``rounds`` rounds the checks are judged
+  (verdicts.py); an entry whose speed is still UNKNOWN gets more rounds, ``add_rounds`` at a
+  time, up to ``max_rounds``.
+
+The verdicts (SAME / REGRESSED / IMPROVED / UNKNOWN, Holm over every check of the compare) go
+to stdout as one table, and a compare record with both commits, every raw block time and every
+per-round ratio goes to ``<run>/compare/compare-<UTC>.json``, so the report renders it and
+``gate`` re-judges it. Exit 0 all SAME/IMPROVED (or regressions accepted by a ``Perf-Accepted:``
+trailer between the two), 1 a regression, 2 UNKNOWN after the cap or a revision that cannot run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Optional
+
+from .errors import UserError
+from .fileio import atomic_write
+from .revisions import Revision, messages, repo_root, revision
+from .runs import RunDir, open_run_dir
+from .verdicts import (
+    ALPHA,
+    COMPARE_SCHEMA,
+    MEMORY_METRIC,
+    SPEED_METRIC,
+    UNKNOWN,
+    PairedCheck,
+    accuracy_checks,
+    apply_accepted,
+    decide,
+    exit_code,
+    format_compare_table,
+    parse_accepted,
+    speed_statistics,
+)
+from .zoo import DEFAULT_ZOO, SMOKE_ZOO, ZooEntry, load_zoo
+
+WORKER_FILE = Path(__file__).with_name("compare_worker.py")
+CHECKS = ("speed", "accuracy", "memory")
+
+
+class RevisionError(UserError):
+    """A revision whose worker cannot import, build or measure (exit 2, naming the revision)."""
+
+
+@dataclass(frozen=True)
+class CompareSettings:
+    rounds: int = 6  # rounds before the first verdict (6: the fewest with a 95% interval of a median)
+    max_rounds: int = 30  # the cap: still UNKNOWN then is exit 2
+    add_rounds: int = 4  # rounds added at a time to the entries still UNKNOWN
+    block_s: float = 0.4  # seconds of one revision's block
+    threads: int = 1  # torch threads of each worker: 1 keeps a timing robust to one competing busy process
+    workers: int = 3  # worker processes per revision (see WorkerPool)
+    min_block_iterations: int = 3
+    checks: tuple = CHECKS
+    seed: Optional[int] = None  # the random orders (None: fresh each compare)
+    alpha: float = ALPHA
+
+    def __post_init__(self) -> None:
+        if self.rounds < 1 or self.max_rounds < self.rounds or self.add_rounds < 1:
+            raise UserError(f"rounds must be >= 1 and <= max rounds, got --rounds {self.rounds} "
+                            f"--max-rounds {self.max_rounds}")
+        if not self.block_s > 0 or self.min_block_iterations < 1:
+            raise UserError(f"a block needs a positive time and >= 1 iteration, got {self.block_s} s")
+        unknown = set(self.checks) - set(CHECKS)
+        if unknown or not self.checks:
+            raise UserError(f"--checks takes {', '.join(CHECKS)}, got {', '.join(sorted(unknown)) or 'nothing'}")
+
+
+# --------------------------------------------------------------------------- worker processes
+
+
+class RevisionWorker:
+    """One worker process of a revision (see compare_worker.py); its stderr goes to ``log``.
+    Started here; :meth:`check_hello` waits for it (so that several start in parallel)."""
+
+    def __init__(self, rev: Revision, role: str, log: Path):
+        self.rev, self.role, self.log = rev, role, log
+        log.parent.mkdir(parents=True, exist_ok=True)
+        self._log_fh = open(log, "ab")
+        self.tree = str(rev.tree.resolve())
+        env = dict(os.environ)
+        env["PYTHONPATH"] = self.tree + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        env["I3DBENCH_COMPARE_TREE"] = self.tree
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        self.proc = subprocess.Popen([sys.executable, "-u", str(WORKER_FILE)], cwd=self.tree, env=env,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log_fh, text=True)
+        self.send("hello")
+
+    def check_hello(self) -> None:
+        where = Path(self.receive("hello")["i3dbench"])
+        if not where.is_relative_to(Path(self.tree)):
+            raise RevisionError(f"{self.name}: its worker imported i3dbench from {where}, not from its tree "
+                                f"{self.tree}")
+
+    @property
+    def name(self) -> str:
+        return f"{self.role} revision {self.rev.label} ({self.rev.short})"
+
+    def _tail(self) -> str:
+        try:
+            lines = self.log.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return ""
+        return lines[-1] if lines else ""
+
+    def send(self, op: str, **kw) -> None:
+        try:
+            self.proc.stdin.write(json.dumps({"op": op, **kw}) + "\n")
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            pass  # the worker is gone: receive() says why
+
+    def receive(self, op: str) -> dict:
+        try:
+            line = self.proc.stdout.readline()
+        except OSError:
+            line = ""
+        if not line:
+            code = self.proc.wait()
+            raise RevisionError(f"{self.name}: its worker exited (code {code}) during {op}: {self._tail()} "
+                                f"(whole log: {self.log})")
+        answer = json.loads(line)
+        if not answer.pop("ok"):
+            raise RevisionError(f"{self.name}: {op} failed: {answer.get('error')} (log: {self.log})")
+        return answer
+
+    def request(self, op: str, **kw) -> dict:
+        self.send(op, **kw)
+        return self.receive(op)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.write(json.dumps({"op": "quit"}) + "\n")
+                self.proc.stdin.flush()
+                self.proc.wait(timeout=10)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait()
+        self._log_fh.close()
+
+
+class WorkerPool:
+    """``size`` worker processes of one revision, started in parallel.
+
+    Why several: two processes running the same code on this machine were measured up to ~10%
+    apart for a whole compare (where a process's memory and core land stays with it), which no
+    number of rounds within one pair of processes can average out. Each speed round draws one
+    process of each revision at random, so that process-to-process differences become part of
+    the round-to-round noise that the interval accounts for, instead of a bias."""
+
+    def __init__(self, rev: Revision, role: str, log_dir: Path, size: int):
+        self.rev, self.role = rev, role
+        self.workers: list[RevisionWorker] = []
+        try:
+            for i in range(size):
+                self.workers.append(RevisionWorker(rev, role, log_dir / f"{role}-{i}.log"))
+            for w in self.workers:
+                w.check_hello()
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def first(self) -> RevisionWorker:
+        return self.workers[0]
+
+    def broadcast(self, op: str, **kw) -> list[dict]:
+        for w in self.workers:
+            w.send(op, **kw)
+        return [w.receive(op) for w in self.workers]
+
+    def close(self) -> None:
+        for w in self.workers:
+            w.close()
+
+
+# --------------------------------------------------------------------------- what to measure
+
+
+def manifest_of(name: str, zoo: Optional[str]) -> tuple[ZooEntry, str]:
+    """The entry (as this code reads it: its tolerances) and the manifest path the revisions load it from:
+    relative to the repository for the project's own manifests (each revision reads its own copy)."""
+    paths = [Path(zoo)] if zoo else [DEFAULT_ZOO, SMOKE_ZOO]
+    for p in paths:
+        entries = load_zoo(p)
+        if name in entries:
+            p = p.resolve()
+            project = DEFAULT_ZOO.parent.parent
+            return entries[name], (str(p.relative_to(project)) if p.is_relative_to(project) else str(p))
+    raise UserError(f"no entry {name!r} in {', '.join(map(str, paths))}: run `i3dbench zoo list` to see them")
+
+
+def _zoo_in(rev: Revision, manifest: str) -> str:
+    return manifest if Path(manifest).is_absolute() else str(rev.tree / manifest)
+
+
+def accuracy_inputs(entry: ZooEntry) -> tuple[Optional[tuple[str, str]], str]:
+    """((data_root, ann), "") for the entry's evaluation, or (None, why it is skipped)."""
+    if entry.dataset == "synthetic":
+        from .runner import smoke_data
+
+        root, ann = smoke_data(entry)
+        return (str(root), str(ann)), ""
+    from .runner import k400_copy
+
+    copy = k400_copy()
+    if copy is None:
+        return None, "needs a Kinetics-400 copy (I3DBENCH_K400_ROOT and I3DBENCH_K400_ANN)"
+    root, ann, fmt = copy
+    if fmt != entry.data.format:
+        return None, f"the Kinetics-400 copy holds {fmt}, the entry reads {entry.data.format}"
+    return (str(root), str(ann)), ""
+
+
+# --------------------------------------------------------------------------- one compare
+
+
+@dataclass
+class CompareResult:
+    base: Revision
+    head: Revision
+    settings: CompareSettings
+    checks: list[PairedCheck]
+    skipped: list[str] = field(default_factory=list)  # checks not run, with the reason
+    problems: list[str] = field(default_factory=list)
+    exit_code: int = 2
+    record_path: Optional[Path] = None
+    wall_s: float = 0.0
+    started: str = ""
+
+    @property
+    def rounds_used(self) -> int:
+        return max((c.rounds for c in self.checks if c.metric == SPEED_METRIC), default=0)
+
+
+def measure_pair(base_w: WorkerPool, head_w: WorkerPool, entries: list[str], zoo: Optional[str],
+                 settings: CompareSettings, work: Path, progress: bool = True,
+                 skipped: Optional[list] = None) -> list[PairedCheck]:
+    """Every check of ``settings.checks`` for ``entries``, measured by the two workers (set up here)."""
+    rng = random.Random(settings.seed)
+    resolved = {n: manifest_of(n, zoo) for n in entries}
+    for w in (base_w, head_w):
+        for manifest in sorted({m for _, m in resolved.values()}):
+            names = [n for n in entries if resolved[n][1] == manifest]
+            w.broadcast("setup", entries=names, zoo=_zoo_in(w.rev, manifest), threads=settings.threads)
+    checks: list[PairedCheck] = []
+    skipped = skipped if skipped is not None else []
+    say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if progress else (lambda msg: None)
+    if "accuracy" in settings.checks:
+        for n in entries:
+            entry, manifest = resolved[n]
+            inputs, why = accuracy_inputs(entry)
+            if inputs is None:
+                skipped.append(f"{n} accuracy: {why}")
+                continue
+            say(f"compare: evaluating {n} in both revisions")
+            answers = {}
+            for w in (base_w, head_w):
+                answers[w.role] = w.first.request("eval", entry=n, data_root=inputs[0], ann=inputs[1], checkpoint=None,
+                                            out=str(work / w.role), zoo=_zoo_in(w.rev, manifest))
+            checks += accuracy_checks(n, answers["base"]["per_video"], answers["head"]["per_video"],
+                                      {"top1": entry.tolerance.top1, "top5": entry.tolerance.top5})
+    if "memory" in settings.checks:
+        for n in entries:
+            entry = resolved[n][0]
+            c = PairedCheck(entry=n, metric=MEMORY_METRIC, tolerance=entry.tolerance.memory_rel)
+            for w in (base_w, head_w):
+                peak = w.first.request("memory", entry=n)["peak_bytes"]
+                setattr(c, w.role, None if peak is None else round(peak / 2**20, 3))
+            checks.append(c)
+    if "speed" in settings.checks:
+        speed = {n: PairedCheck(entry=n, metric=SPEED_METRIC, tolerance=resolved[n][0].tolerance.compare_speed)
+                 for n in entries}
+        checks += speed.values()
+        _speed_rounds(base_w, head_w, speed, checks, settings, rng, say)
+    decide(checks, settings.alpha)
+    return checks
+
+
+def _speed_rounds(base_w, head_w, speed: dict, checks: list, settings: CompareSettings, rng, say) -> None:
+    from tqdm import tqdm
+
+    pending = list(speed)
+    done = 0
+    bar = tqdm(total=settings.rounds, desc="compare: speed rounds", unit="round", leave=False, file=sys.stderr)
+    while pending and done < settings.max_rounds:
+        batch = settings.rounds if done == 0 else min(settings.add_rounds, settings.max_rounds - done)
+        if done:
+            bar.total += batch
+            bar.refresh()
+            say(f"compare: {len(pending)} speed check(s) UNKNOWN after {done} rounds: {batch} more "
+                f"(cap {settings.max_rounds})")
+        for _ in range(batch):
+            for n in rng.sample(pending, len(pending)):
+                times = _paired_block(base_w, head_w, n, settings, rng)
+                c = speed[n]
+                c.blocks["base"].append(times["base"])
+                c.blocks["head"].append(times["head"])
+                c.round_ratios.append(statistics.median(times["head"]) / statistics.median(times["base"]))
+            done += 1
+            bar.update(1)
+        for c in speed.values():
+            speed_statistics(c)
+            _speed_values(c)
+        decide(checks, settings.alpha)
+        pending = [n for n in pending if speed[n].verdict == UNKNOWN]
+    bar.close()
+
+
+def _paired_block(base_w, head_w, entry: str, settings: CompareSettings, rng) -> dict[str, list[float]]:
+    """One round of one entry: the two revisions' iterations alternate one by one, each pair in a random
+    order, for ``2 * block_s`` seconds (at least ``min_block_iterations`` each): every head iteration has
+    a base iteration next to it in time, so a burst of other work lands on both alike."""
+    times: dict[str, list[float]] = {"base": [], "head": []}
+    chosen = [rng.choice(base_w.workers), rng.choice(head_w.workers)]
+    t0 = time.perf_counter()
+    while len(times["base"]) < settings.min_block_iterations or time.perf_counter() - t0 < 2 * settings.block_s:
+        pair = list(chosen)
+        rng.shuffle(pair)
+        for w in pair:
+            times[w.role] += w.request("block", entry=entry, seconds=0.0, min_iterations=1)["times_s"]
+    return times
+
+
+def _speed_values(c: PairedCheck) -> None:
+    """video/s of each revision over all its blocks (one iteration = one video)."""
+    for role in ("base", "head"):
+        times = [t for block in c.blocks[role] for t in block]
+        setattr(c, role, 1.0 / statistics.median(times) if times else None)
+
+
+def compare(base: str, head: Optional[str] = None, *, only: list[str], zoo: Optional[str] = None,
+            settings: CompareSettings = CompareSettings(), out=None, repo: Optional[Path] = None,
+            progress: bool = True) -> CompareResult:
+    """Measure ``base`` and ``head`` (None: the working tree) side by side; see the module docstring."""
+    if not only:
+        raise UserError("name the entries to compare with --only (e.g. --only smoke_i3d_tiny_video)")
+    t0 = time.perf_counter()
+    started = datetime.now(timezone.utc)
+    repo = repo_root(repo)
+    base_rev, head_rev = revision(repo, base), revision(repo, head)
+    for n in only:
+        manifest_of(n, zoo)  # an unknown entry is a usage error before anything starts
+    run = out if isinstance(out, RunDir) else open_run_dir(out)
+    stamp = started.strftime("%Y%m%dT%H%M%S%fZ")
+    work = run.path / "compare" / f"work-{stamp}"
+    result = CompareResult(base_rev, head_rev, settings, [], started=started.isoformat(timespec="microseconds"))
+    workers: list[WorkerPool] = []
+    try:
+        for rev, role in ((base_rev, "base"), (head_rev, "head")):
+            workers.append(WorkerPool(rev, role, work, settings.workers))
+        result.checks = measure_pair(workers[0], workers[1], list(only), zoo, settings, work, progress,
+                                     result.skipped)
+    finally:
+        for w in workers:
+            w.close()
+    accepted = parse_accepted(messages(repo, base_rev.commit, head_rev.commit)) if base_rev.commit else []
+    apply_accepted(result.checks, accepted)
+    result.exit_code = exit_code(result.checks, result.problems)
+    result.wall_s = time.perf_counter() - t0
+    result.record_path = write_compare_record(result, run.path / "compare" / f"compare-{stamp}.json")
+    return result
+
+
+# --------------------------------------------------------------------------- record and table
+
+
+def compare_record(result: CompareResult) -> dict:
+    checks = []
+    for c in result.checks:
+        d = asdict(c)
+        d["change"] = c.change
+        d["allowed"] = c.allowed
+        checks.append(d)
+    return {"schema": COMPARE_SCHEMA, "kind": "compare", "time": result.started, "base": result.base.as_dict(),
+            "head": result.head.as_dict(), "settings": asdict(result.settings), "exit_code": result.exit_code,
+            "wall_s": result.wall_s, "skipped": result.skipped, "problems": result.problems, "checks": checks}
+
+
+def write_compare_record(result: CompareResult, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, json.dumps(compare_record(result), indent=1, sort_keys=True, allow_nan=False) + "\n")
+    return path
+
+
+def describe(result: CompareResult) -> str:
+    b, h = result.base, result.head
+    lines = [f"base: {b.label} = {b.short} {b.subject!r}",
+             f"head: {h.label} = {h.short} {h.subject!r}" + (" (uncommitted changes)" if h.dirty else "")]
+    if result.checks:
+        lines.append(format_compare_table(result.checks))
+    lines += [f"skipped: {s}" for s in result.skipped]
+    lines += [f"cannot judge: {p}" for p in result.problems]
+    for c in result.checks:
+        if c.accepted_by:
+            lines.append(f"accepted: {c.entry} {c.metric} REGRESSED ({c.change}), accepted by commit {c.accepted_by}")
+    lines.append(f"record: {result.record_path} ({result.wall_s:.0f} s, {result.rounds_used} speed rounds)")
+    lines.append({0: "compare: SAME or better everywhere (exit 0)", 1: "compare: REGRESSED (exit 1)",
+                  2: "compare: UNKNOWN after the cap or not judged (exit 2): see above"}[result.exit_code])
+    return "\n".join(lines)
+
+
+__all__ = ["CHECKS", "CompareResult", "CompareSettings", "RevisionError", "compare", "describe",
+           "measure_pair"]
