@@ -308,7 +308,8 @@ def page_context(tables: Tables, history=None, out_dir=None, records_label: str 
                          "top5_text": fmt_interval(r["top5"], [r["top5_low"], r["top5_high"]])}
                         for r in tables.other_evals],
         "speed": _speed_groups(tables, out_dir),
-        "skipped": [{**r, "short": r["model"]} for r in tables.skipped],
+        "skipped": [{**r, **_model(tables, r), "link": _link(_path_of(tables, r["record"]), out_dir)}
+                    for r in tables.skipped],
         "published": [{"short": tables.short.get(r["entry"], r["entry"]), "entry": r["entry"],
                        "video_per_s": fmt_speed(r["video_per_s"]), "protocol": r["speed_protocol"] or MISSING,
                        "gpu_mem": MISSING if r["gpu_mem_mb"] is None else str(r["gpu_mem_mb"]),

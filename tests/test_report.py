@@ -141,9 +141,9 @@ def fixture_records(zoo) -> dict[str, dict]:
         "b_skipped": _bench("i3d_b_1x", t(1, 7), protocol="memory-only", shared=_shared("nl", ["i3d_b_1x"], "nl"),
                             skipped=["throughput: 3 s of the 150 s budget left, ~452 s needed"]),
         "train": make_record("smoke_t", "train", {"top1": 90.625, "top5": 100.0, "best_top1": 92.1875, "epochs": 12,
-                                                  "wall_time_s": 301.4, "peak_memory_mb": 410.0,
-                                                  "memory_kind": "cpu_tensor_peak"},
-                             _cond(time=t(0, 8), batch=8, views=None), {"name": "train", "protocol": "recipe"}),
+                                                  "wall_time_s": 301.4, "peak_memory_mb": 410.0},
+                             _cond(time=t(0, 8), batch=8, views=None, train_memory_kind="cpu_tensor_peak"),
+                             {"name": "train", "protocol": "recipe"}),
         "outsider": _eval(K400, 72.0, [71.0, 73.0], 90.0, [89.0, 91.0], t(1, 9)),
     }
     return recs
