@@ -193,6 +193,21 @@ def state_dict_sha256(model: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
+def model_code_sha256(model: torch.nn.Module) -> str:
+    """sha256 over the source of every module class in ``model`` (its qualified name where the source
+    cannot be read): a given model's forward may differ from the entry's with the same weights."""
+    import inspect
+
+    h = hashlib.sha256()
+    for cls in sorted({type(m) for m in model.modules()}, key=lambda c: f"{c.__module__}.{c.__qualname__}"):
+        try:
+            src = inspect.getsource(cls)
+        except (OSError, TypeError):
+            src = ""
+        h.update(f"{cls.__module__}.{cls.__qualname__}\n{src}\0".encode())
+    return h.hexdigest()
+
+
 def entry_settings(entry: ZooEntry) -> dict:
     """Every field of the entry (published numbers and notes included: a conservative key)."""
     return dataclasses.asdict(entry)
@@ -311,8 +326,9 @@ def resolve_weights(entry: ZooEntry, checkpoint, model) -> Weights:
     against its published hash prefix) is loaded strictly into ``model`` or a freshly built one
     and identified by its file's sha256.
     """
+    given_code = None if model is None else model_code_sha256(model)  # a given model's own code, keyed too
     if model is not None and checkpoint is None:
-        return Weights(model, None, "state:" + state_dict_sha256(model), "given model (state hash)")
+        return Weights(model, None, f"state:{state_dict_sha256(model)};code:{given_code}", "given model (state hash)")
     expected = None
     if checkpoint is None:
         checkpoint, expected = entry.checkpoint.url, entry.checkpoint.sha256_prefix
@@ -330,7 +346,8 @@ def resolve_weights(entry: ZooEntry, checkpoint, model) -> Weights:
     # A URL is downloaded into the cache once; the published hash prefix is checked when known.
     resolved = resolve_checkpoint(checkpoint, sha256=expected)
     load_checkpoint(model, resolved.path, strict=True)
-    return Weights(model, resolved.sha256, resolved.sha256, resolved.verification)
+    key = resolved.sha256 if given_code is None else f"{resolved.sha256};code:{given_code}"
+    return Weights(model, resolved.sha256, key, resolved.verification)
 
 
 # --------------------------------------------------------------------------- evaluate
