@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional
 
-from .compare import CompareSettings, WorkerPool, measure_pair
+from .compare import CompareSettings, WorkerPool, measure_pair, pool_size
 from .errors import UserError
 from .revisions import (
     Revision,
@@ -87,7 +87,7 @@ def bisect(good: str, bad: str, *, entry: str, metric: str = "video_per_s", zoo:
     work = run.path / "bisect" / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if progress else (lambda msg: None)
     good_rev = Revision(good, good_sha, False, None, subject(repo, good_sha), materialise(repo, good_sha))
-    good_w = WorkerPool(good_rev, "base", work / "good", settings.workers)
+    good_w = WorkerPool(good_rev, "base", work / "good", pool_size(settings))
     try:
         def judge(pos: int) -> Step:
             sha = candidates[pos - 1]
@@ -96,7 +96,7 @@ def bisect(good: str, bad: str, *, entry: str, metric: str = "video_per_s", zoo:
                 f" vs GOOD {good_sha[:10]}")
             step = None
             for s in (settings, replace(settings, rounds=settings.max_rounds, max_rounds=2 * settings.max_rounds)):
-                w = WorkerPool(rev, "head", work / sha[:10], settings.workers)
+                w = WorkerPool(rev, "head", work / sha[:10], pool_size(settings))
                 try:
                     checks = measure_pair(good_w, w, [entry], zoo, s, work / sha[:10], progress=progress)
                 finally:

@@ -257,6 +257,12 @@ class CompareResult:
         return max((c.rounds for c in self.checks if c.metric == SPEED_METRIC), default=0)
 
 
+def pool_size(settings: CompareSettings) -> int:
+    """Processes per revision: several for the speed rounds (WorkerPool), one when only accuracy or memory
+    is measured (deterministic: one evaluation and one profile per revision)."""
+    return settings.workers if "speed" in settings.checks else 1
+
+
 def measure_pair(base_w: WorkerPool, head_w: WorkerPool, entries: list[str], zoo: Optional[str],
                  settings: CompareSettings, work: Path, progress: bool = True,
                  skipped: Optional[list] = None) -> list[PairedCheck]:
@@ -372,7 +378,7 @@ def compare(base: str, head: Optional[str] = None, *, only: list[str], zoo: Opti
     workers: list[WorkerPool] = []
     try:
         for rev, role in ((base_rev, "base"), (head_rev, "head")):
-            workers.append(WorkerPool(rev, role, work, settings.workers))
+            workers.append(WorkerPool(rev, role, work, pool_size(settings)))
         result.checks = measure_pair(workers[0], workers[1], list(only), zoo, settings, work, progress,
                                      result.skipped)
     finally:
@@ -424,5 +430,5 @@ def describe(result: CompareResult) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["CHECKS", "CompareResult", "CompareSettings", "RevisionError", "compare", "describe",
+__all__ = ["pool_size", "CHECKS", "CompareResult", "CompareSettings", "RevisionError", "compare", "describe",
            "measure_pair"]

@@ -184,27 +184,30 @@ def accuracy_statistics(check: PairedCheck) -> None:
     from .stats import mcnemar_exact, paired_difference_interval
 
     a_s, b_s = check.per_video.get("base", ""), check.per_video.get("head", "")
+    check.p = check.p_better = None
     if not a_s or "-" in a_s or "-" in b_s or len(a_s) != len(b_s):
-        check.p = check.p_better = None
         return
     a, b = [int(ch) for ch in a_s], [int(ch) for ch in b_s]
     check.base, check.head = 100.0 * sum(a) / len(a), 100.0 * sum(b) / len(b)
     lo, hi = paired_difference_interval(a, b)
     check.interval = [100.0 * lo, 100.0 * hi]
+    if check.identical and a_s == b_s:
+        return  # identical predictions: SAME without a test (and no place in Holm's family)
+    check.identical = False
     check.p = mcnemar_exact(a, b).p_b_worse
     check.p_better = mcnemar_exact(b, a).p_b_worse
 
 
 def decide_accuracy(check: PairedCheck, alpha: float = ALPHA) -> None:
     a_s, b_s = check.per_video.get("base", ""), check.per_video.get("head", "")
+    if check.identical and a_s == b_s and "-" not in a_s:
+        check.verdict, check.why = SAME, "identical per-video predictions"
+        return
     if check.p is None:
         check.verdict = UNKNOWN
         missing = sum(ch == "-" for ch in a_s) + sum(ch == "-" for ch in b_s)
         check.why = check.why or (f"{missing} video(s) not evaluated by one of the revisions: no paired test on "
                                   "the whole list" if missing else "no per-video correctness")
-        return
-    if check.identical:
-        check.verdict, check.why = SAME, "identical per-video predictions"
         return
     p, pb = _adjusted(check)
     lo, hi = check.interval

@@ -14,7 +14,8 @@ def _settings(args: argparse.Namespace, checks=None):
 
     max_rounds = args.max_rounds if args.max_rounds is not None else max(30, args.rounds)
     return CompareSettings(rounds=args.rounds, max_rounds=max_rounds, block_s=args.block_seconds,
-                           checks=tuple(checks or CHECKS), seed=args.seed)
+                           checks=tuple(checks or CHECKS), seed=args.seed, workers=args.workers,
+                           threads=args.threads)
 
 
 def _only(text: str) -> list[str]:
@@ -54,6 +55,11 @@ def _common(p: argparse.ArgumentParser) -> None:
                                                            "(default max(30, --rounds))")
     p.add_argument("--block-seconds", type=positive_float, default=0.4,
                    help="seconds each revision's block of one round lasts (default 0.4)")
+    p.add_argument("--workers", type=positive_int, default=3,
+                   help="worker processes per revision for the speed rounds (default 3; each round draws one "
+                        "of each revision, so that a difference between two processes is noise, not a bias)")
+    p.add_argument("--threads", type=positive_int, default=1,
+                   help="torch threads per worker (default 1: robust to one competing busy process)")
     p.add_argument("--seed", type=int, help="seed of the random orders (default: fresh)")
     p.add_argument("--out", type=Path, help="run folder (default: a new runs/<UTC time>-<host>/)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
