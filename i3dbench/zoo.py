@@ -158,6 +158,17 @@ class Tolerance:
 
 
 @dataclass(frozen=True)
+class Expected:
+    """A smoke entry's committed expectation: what its shipped checkpoint gives under its own test
+    protocol on the synthetic val set (percent). The quick pass checks every evaluation against it
+    with the entry's tolerance, so a big accuracy drop fails CI even without a base revision to
+    compare with. A threshold, like a published number: never reported as a measurement."""
+
+    top1: Optional[float] = None
+    top5: Optional[float] = None
+
+
+@dataclass(frozen=True)
 class ZooEntry:
     name: str
     config: str  # MMAction2 config name the entry comes from
@@ -171,6 +182,7 @@ class ZooEntry:
     recipe: Recipe
     tolerance: Tolerance
     notes: str = ""
+    expected: Expected = Expected()
 
     @property
     def views_per_video(self) -> int:
@@ -588,6 +600,9 @@ def _entry_checks(e: ZooEntry):
         "must be torchvision://resnetN, an http(s) URL or a file path (or null)", r.pretrained
 
     # tolerances (see Tolerance)
+    for key in ("top1", "top5"):
+        yield f"expected.{key}", _in(getattr(e.expected, key), 0, 100), "must be in [0, 100] percent", \
+            getattr(e.expected, key)
     yield "tolerance.top1", _in(tol.top1, 0, 100, True), "must be in (0, 100] points", tol.top1
     yield "tolerance.top5", _in(tol.top5, 0, 100, True), "must be in (0, 100] points", tol.top5
     yield "tolerance.memory_rel", _in(tol.memory_rel, 0, 1, True), "must be in (0, 1] (a fraction of the published)", tol.memory_rel

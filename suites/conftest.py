@@ -4,15 +4,15 @@ Options (ours; ``--benchmark`` is not a pytest-benchmark flag):
   --benchmark   turn on the heavy suite (accuracy, speed and memory, the gate's power); without
                 it only the fast checks run (manifest valid, every model builds)
   --quick       CI-sized: short timed loops, 2 gate-power trials, the perf suites that take
-                minutes skipped (each says so); ends by gating the session against a fresh
-                baseline measured at its end (test_self_gate.py)
+                minutes skipped (each says so); compares the code under test with the revision
+                the published reference was measured at (test_compare_ci.py)
   --zoo FILE    manifest whose entries parametrise the tests (default: K400 zoo + smoke zoo)
   --only NAMES  comma-separated entry names or shell patterns
   --device D    cpu | cuda | cuda:N (default: cuda when available)
   --out DIR     the run folder (default: a new ``runs/<UTC time>-<host>/``, see i3dbench.runs)
 
 Everything a session measures goes into its run folder, and nowhere else: ``records/``,
-``predictions/``, ``perf/`` (JSON with provenance), ``baseline/`` (--quick), ``env.txt`` and ``report/``,
+``predictions/``, ``perf/`` (JSON with provenance), ``compare/`` (test_compare_ci), ``env.txt`` and ``report/``,
 rendered at the end of the session from ``records/`` (a failing render fails the session).
 The run folder is created on first use: the fast checks alone create none.
 
@@ -40,7 +40,7 @@ def pytest_addoption(parser):
                 help="run the heavy benchmark suite (accuracy, speed, memory, gate power); default: fast checks only")
     g.addoption("--quick", action="store_true", default=False,
                 help="with --benchmark: CI-sized budgets; skips the perf suites that take minutes; "
-                     "ends by gating the session against a fresh baseline")
+                     "compares the code under test with the published reference's revision")
     g.addoption("--zoo", default=None, help="zoo manifest (default: K400 zoo + smoke zoo)")
     g.addoption("--only", default=None, help="comma-separated entry names or shell patterns")
     g.addoption("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available)")
@@ -56,7 +56,6 @@ def pytest_configure(config):
                                 "(`pytest suites/ --benchmark --quick`)")
     config.addinivalue_line("markers", "heavy: part of the heavy benchmark suite (needs --benchmark)")
     config.addinivalue_line("markers", "perf: takes minutes (skipped with --quick)")
-    config.addinivalue_line("markers", "late: runs after the others, right before the `last` ones")
     config.addinivalue_line("markers", "last: runs after every other test of the session")
     config.stash[_STATE] = _State()
 
@@ -66,7 +65,6 @@ class _State:
 
     def __init__(self):
         self.run = None
-        self.remeasure: list = []  # (label, fn(RunDir)) for every measurement written to <run>/records
         self.report_path = None
         self.report_error = None
 
@@ -93,10 +91,9 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             if "perf" in item.keywords:
                 item.add_marker(skip)
-    # The self-gate (last) re-measures what the others recorded: it must come after all of them.
-    # The timed tests (late) come right before it: the less time between a timing and its
-    # re-measurement, the less the machine's load can drift in between. Stable otherwise.
-    items.sort(key=lambda i: 2 if "last" in i.keywords else 1 if "late" in i.keywords else 0)
+    # The compare against the reference's revision (last) ends the session: its verdict is the
+    # session's last word, printed after everything else. Stable otherwise.
+    items.sort(key=lambda i: 1 if "last" in i.keywords else 0)
 
 
 def _device(config) -> str:
@@ -131,15 +128,6 @@ def run_dir(pytestconfig):
 
             atomic_write(state.run.env_file, environment_report())
     return state.run
-
-
-@pytest.fixture(scope="session")
-def remeasure(pytestconfig) -> list:
-    """Append ``(label, fn, timed)`` for every measurement a test writes into ``<run>/records``:
-    ``fn(RunDir)`` measures the same thing again into another run folder (the self-gate's
-    fresh baseline; ``timed`` ones first). The self-gate cannot pass if something recorded is
-    missing here."""
-    return pytestconfig.stash[_STATE].remeasure
 
 
 @pytest.fixture(autouse=True)

@@ -37,8 +37,7 @@ from suite_support import (
 from i3dbench import gate, measure
 from i3dbench.memory import memory_kind
 
-# late: right before the self-gate, which times the same loops again (see conftest).
-pytestmark = [pytest.mark.heavy, pytest.mark.late]
+pytestmark = [pytest.mark.heavy]
 _GROUPS: dict = {}  # architecture key -> the entry whose test measured it (full-size entries on a CPU)
 
 
@@ -63,9 +62,8 @@ def _problems(rec: dict, device: str, memory: bool = True) -> list[str]:
     return out
 
 
-def _pair(entry, device, budget, run, twin=None):
-    return measure.bench_pair(entry, device, budget=budget, records_dir=run.records, progress=False,
-                              twin_dir=None if twin is None else twin.records)
+def _pair(entry, device, budget, run):
+    return measure.bench_pair(entry, device, budget=budget, records_dir=run.records, progress=False)
 
 
 def _check_pair(entry, device, paths) -> list[dict]:
@@ -83,29 +81,18 @@ def _check_pair(entry, device, paths) -> list[dict]:
     return recs
 
 
-def test_bench(zoo_entry, device, quick, run_dir, remeasure, pytestconfig):
+def test_bench(zoo_entry, device, quick, run_dir, pytestconfig):
     e, dev = zoo_entry, torch.device(device)
     threads = torch.get_num_threads()
     if e.dataset == "synthetic":
         budget = QUICK_BUDGET if quick else None
-        if quick:
-            # The self-gate's baseline timings are taken right next to the session's (a twin of
-            # each loop, alternating): this machine's speed drifts by up to ~1.4x between
-            # windows minutes apart, which no test on the timings could tell from a regression.
-            from i3dbench.runs import RunDir
-
-            _check_pair(e, device, _pair(e, device, budget, run_dir, twin=RunDir(run_dir.path / "baseline")))
-            remeasure.append((f"bench {e.name} (measured next to the session's timings)", None, True))
-        else:
-            _check_pair(e, device, _pair(e, device, budget, run_dir))
-            remeasure.append((f"bench {e.name}", lambda out: _pair(e, device, budget, out), True))
+        _check_pair(e, device, _pair(e, device, budget, run_dir))
         _check_threads_left(threads)
         return
     if quick:
         pytest.skip("--quick: a full-size entry's measurements take minutes")
     if dev.type == "cuda":
         recs = _check_pair(e, device, _pair(e, device, None, run_dir))
-        remeasure.append((f"bench {e.name}", lambda out: _pair(e, device, None, out), True))
         _check_threads_left(threads)
         published = recs[0]
         checks = [gate.speed_vs_published(e, published, [e.name])] + gate.memory_checks(e, published, None, [e.name])
@@ -113,7 +100,7 @@ def test_bench(zoo_entry, device, quick, run_dir, remeasure, pytestconfig):
         bad = [c for c in checks if c.status in (gate.REGRESSED, gate.CANNOT)]
         assert not bad, "against the published numbers:\n" + gate.format_checks(bad)
         return
-    _bench_full_size_on_cpu(e, pytestconfig, run_dir, remeasure)
+    _bench_full_size_on_cpu(e, pytestconfig, run_dir)
 
 
 def _check_threads_left(threads: int) -> None:
@@ -124,7 +111,7 @@ def _check_threads_left(threads: int) -> None:
                             "later measurements in this process would run under other conditions")
 
 
-def _bench_full_size_on_cpu(e, config, run_dir, remeasure):
+def _bench_full_size_on_cpu(e, config, run_dir):
     key = measure.architecture_key(e)
     if key in _GROUPS:
         pytest.skip(f"CPU budget: same architecture and input shapes as {_GROUPS[key]}, measured once there; "
@@ -134,14 +121,10 @@ def _bench_full_size_on_cpu(e, config, run_dir, remeasure):
     members = [m for m in selected_entries(config).values()
                if m.dataset != "synthetic" and measure.architecture_key(m) == key]
 
-    def measure_group(out):
-        return measure.measure_zoo_cpu(members, budget_s=FULL_SIZE_CPU_GROUP_BUDGET_S, records_dir=out.records,
-                                       progress=False)
-
     threads = torch.get_num_threads()
-    paths = measure_group(run_dir)
+    paths = measure.measure_zoo_cpu(members, budget_s=FULL_SIZE_CPU_GROUP_BUDGET_S, records_dir=run_dir.records,
+                                    progress=False)
     _check_threads_left(threads)
-    remeasure.append((f"bench {measure.architecture_label(e)} ({len(members)} entries)", measure_group, True))
     recs = {r["entry"]: r for r in map(read_record, paths)}
     rec = recs[e.name]
     assert set(rec["measurement"].get("shared_by", [])) == {m.name for m in members}
