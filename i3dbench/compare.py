@@ -302,17 +302,19 @@ def measure_pair(base_w: WorkerPool, head_w: WorkerPool, entries: list[str], zoo
         speed = {n: PairedCheck(entry=n, metric=SPEED_METRIC, tolerance=resolved[n][0].tolerance.compare_speed)
                  for n in entries}
         checks += speed.values()
-        _speed_rounds(base_w, head_w, speed, checks, settings, rng, say)
+        _speed_rounds(base_w, head_w, speed, checks, settings, rng, say, progress)
     decide(checks, settings.alpha)
     return checks
 
 
-def _speed_rounds(base_w, head_w, speed: dict, checks: list, settings: CompareSettings, rng, say) -> None:
+def _speed_rounds(base_w, head_w, speed: dict, checks: list, settings: CompareSettings, rng, say,
+                  progress: bool) -> None:
     from tqdm import tqdm
 
     pending = list(speed)
     done = 0
-    bar = tqdm(total=settings.rounds, desc="compare: speed rounds", unit="round", leave=False, file=sys.stderr)
+    bar = tqdm(total=settings.rounds, desc="compare: speed rounds", unit="round", leave=False, file=sys.stderr,
+               disable=not progress)
     while pending and done < settings.max_rounds:
         batch = settings.rounds if done == 0 else min(settings.add_rounds, settings.max_rounds - done)
         if done:
