@@ -115,19 +115,33 @@ def protocol_label(entry: ZooEntry, average_clips: Optional[str] = None) -> str:
     return f"{views_label(entry)}-{average_clips or entry.test.average_clips}-sampler{entry.test.sampler_version}"
 
 
-def compare_with_published(entry: ZooEntry, metrics: dict) -> dict:
+def compare_with_published(entry: ZooEntry, metrics: dict, protocol: Optional[str] = None,
+                           layout_mismatch: Optional[str] = None) -> dict:
     """Measured vs published top-1 / top-5 with the entry's tolerance and the measured interval.
 
-    ``within`` is True when the published value lies in ``[low - tol, high + tol]`` of the exact
-    95% interval: the difference cannot be told apart from sampling noise plus the accepted
-    tolerance. Metrics without a published value are left out.
+    ``entry`` is the zoo entry as published; ``protocol`` the protocol label of what was measured
+    (default: the entry's own). Only a measurement under the published protocol (clips x crops,
+    averaging, sampler version) on frames of the entry's layout is held against the published
+    number: any other gets ``comparable: False`` and ``why`` ("not comparable with the published
+    protocol (X vs Y)") and no ``within``. ``within`` is True when the published value lies in
+    ``[low - tol, high + tol]`` of the exact 95% interval: the difference cannot be told apart from
+    sampling noise plus the accepted tolerance. Metrics without a published value are left out.
     """
+    own = protocol_label(entry)
+    why = None
+    if protocol is not None and protocol != own:
+        why = f"not comparable with the published protocol ({protocol} vs {own})"
+    elif layout_mismatch:
+        why = f"not comparable with the published protocol (frames of another layout: {layout_mismatch})"
     out = {}
     for key in ("top1", "top5"):
         published = getattr(entry.published, key)
         measured = metrics.get(key)
         interval = metrics.get(f"{key}_interval")
         if published is None or measured is None or not interval:
+            continue
+        if why:
+            out[key] = {"published": published, "measured": measured, "comparable": False, "why": why}
             continue
         tol = getattr(entry.tolerance, key)
         out[key] = {
@@ -136,6 +150,7 @@ def compare_with_published(entry: ZooEntry, metrics: dict) -> dict:
             "delta": measured - published,
             "interval": list(interval),
             "tolerance": tol,
+            "comparable": True,
             "within": bool(interval[0] - tol <= published <= interval[1] + tol),
         }
     return out
@@ -388,6 +403,7 @@ class _Job:
     todo: set = field(default_factory=set)
     new_rows: list = field(default_factory=list)
     fh: Any = None
+    published: Optional[ZooEntry] = None  # the entry as published (before a --views override)
 
 
 def evaluate(entry, data_root=None, ann_file=None, *, checkpoint=None, model: Optional[torch.nn.Module] = None,
@@ -451,7 +467,8 @@ def evaluate_many(
     specs = [s if isinstance(s, EvalSpec) else EvalSpec(s) for s in specs]
     if not specs:
         raise UsageError("nothing to evaluate: no entry given")
-    entries = [with_test_views(get_entry(s.entry), views) for s in specs]
+    published = [get_entry(s.entry) for s in specs]
+    entries = [with_test_views(e, views) for e in published]
     if len({decode_key(e) for e in entries}) > 1:
         raise UsageError("entries with different test inputs cannot share one evaluation: "
                          + ", ".join(e.name for e in entries) + " (evaluate them in separate groups)")
@@ -503,13 +520,14 @@ def evaluate_many(
     per_video_views = getattr(dataset, "views_per_video", None) or entries[0].views_per_video
 
     jobs = []
-    for s, e in zip(specs, entries):
+    for s, e, as_published in zip(specs, entries, published):
         weights = resolve_weights(e, s.checkpoint, s.model)
         average = s.average_clips or e.test.average_clips
         parts = run_key_parts(e, weights=weights.key, dataset=fingerprint, average_clips=average,
                               precision=s.precision, device=device, decoder=decoder_name,
                               decoder_version=decoder_version, batch_views=batch_views)
-        jobs.append(_Job(e, weights, weights.model.to(device).eval(), average, s.precision, parts, run_key(parts)))
+        jobs.append(_Job(e, weights, weights.model.to(device).eval(), average, s.precision, parts, run_key(parts),
+                         published=as_published))
     if len({j.key for j in jobs}) < len(jobs):
         raise UsageError("the same evaluation is listed twice (same entry, weights and settings): "
                          + ", ".join(e.name for e in entries))
@@ -581,7 +599,8 @@ def _finish(job: _Job, run, rank, world, num_listed, dataset, fingerprint, decod
 
     metrics = metrics_from_rows(rows, num_listed)
     failures = [{k: rows[i][k] for k in ("i", "video", "label", "error")} for i in sorted(rows) if "error" in rows[i]]
-    comparison = compare_with_published(entry, metrics) if metrics.get("num_videos") else {}
+    comparison = (compare_with_published(job.published or entry, metrics, protocol_label(entry, job.average_clips))
+                  if metrics.get("num_videos") else {})
     obtained = ({"how": "resumed", "rows_reused": reused_count, "reused_from": sorted(set(job.sources)),
                  "rows_computed": len(rows) - reused_count}
                 if reused_count else {"how": "computed", "rows_computed": len(rows)})

@@ -29,13 +29,17 @@ Against a **baseline** (a records folder or run folder):
   ``new > base * (1 + tolerance.memory_rel) + MEMORY_SLACK_MB``.
 
 Against the **published numbers** (no baseline): accuracy when the published value lies above
-the record's exact 95% interval widened by the tolerance; GPU records only for speed (under the
+the record's exact 95% interval widened by the tolerance — only for a record of the entry's own
+protocol (clips x crops, averaging, sampler version, frames of the entry's layout); any other
+(``eval --views 1x1``, a sweep variant ``...-sweep[...]``) is n/a, "not comparable with the
+published protocol (X vs Y)", in a table of its own, never a regression; GPU records only for speed (under the
 ``published`` protocol, against the published video/s: the upper end of the distribution-free
 95% interval of the median rate must reach ``speed_min_ratio * published``) and for the
 training memory (kind ``cuda_max_memory_allocated`` against the published training-log
 figure). CPU figures are never compared with published GPU figures: such rows are N/A.
 
-Never "ok": a NaN, inf, null, zero or missing metric; an evaluation that covered fewer videos
+Never "ok": a NaN, inf, null or missing metric, a zero or negative speed or memory (an accuracy of
+0 % or 100 % is a measurement, judged like any other); an evaluation that covered fewer videos
 than its list; a baseline row absent from the new records; a record from the future or with
 an unparseable time; a baseline of another dataset copy. Each is "cannot judge" with its
 reason. Exit codes: 0 everything due was judged and nothing regressed; 1 a regression; 2 cannot
@@ -58,6 +62,8 @@ OK, REGRESSED, IMPROVED, CANNOT, NA = "ok", "REGRESSED", "improved", "CANNOT JUD
 ALPHA = 0.05  # family-wise error rate of one gate run (Holm)
 MAX_SPREAD = 0.25  # robust coefficient of variation (1.4826 MAD / median) above which timings are too noisy
 MIN_TIMES = 5  # fewer timed iterations than this cannot be judged
+ACCURACY_METRICS = ("top1", "top5")
+NOT_COMPARABLE = "not comparable with the published protocol"
 MEMORY_SLACK_MB = 1.0  # allocator granularity on top of the relative tolerance
 FUTURE_SLACK = timedelta(minutes=5)  # clock skew between machines
 
@@ -118,6 +124,11 @@ class GateResult:
     def undecided(self) -> list[Check]:
         return [c for c in self.checks if c.status == CANNOT]
 
+    @property
+    def not_comparable(self) -> list[Check]:
+        """Records of another protocol than the published numbers': shown, never judged against them."""
+        return [c for c in self.checks if c.status == NA and c.why.startswith(NOT_COMPARABLE)]
+
 
 # --------------------------------------------------------------------------- value checks
 
@@ -129,10 +140,42 @@ def _number(value) -> Optional[float]:
     return float(value) if math.isfinite(value) and value > 0 else None
 
 
+def _accuracy(value) -> Optional[float]:
+    """A usable accuracy in percent: finite and in [0, 100]. 0 % (a constant wrong head) and
+    100 % are measurements, judged like any other; None for NaN, inf, null, negative or > 100."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) and 0.0 <= value <= 100.0 else None
+
+
 def _bad(metric: str, value) -> str:
     if value is None:
         return f"{metric} is missing or null (NaN/inf are stored as null)"
+    if metric in ACCURACY_METRICS:
+        return f"{metric} is {value!r}: not a finite percentage in [0, 100]"
     return f"{metric} is {value!r}: not a positive finite number"
+
+
+def published_protocol(entry: ZooEntry) -> str:
+    """The protocol label of the entry's published numbers (clips x crops, averaging, sampler version)."""
+    from .evaluate import protocol_label
+
+    return protocol_label(entry)
+
+
+def off_protocol(entry: ZooEntry, rec: dict) -> Optional[str]:
+    """Why an eval record cannot be held against the entry's published numbers (None: it can).
+
+    Only a record of the entry's own protocol can: another clips x crops, averaging or sampler
+    version, a sweep variant (``...-sweep[...]``) or frames of another layout measure something
+    the published number does not claim."""
+    own, theirs = published_protocol(entry), str(rec["method"].get("protocol"))
+    if theirs != own:
+        return f"{NOT_COMPARABLE} ({theirs} vs {own})"
+    layout = (rec.get("extra") or {}).get("layout_mismatch")
+    if layout:
+        return f"{NOT_COMPARABLE} (frames of another layout: {layout})"
+    return None
 
 
 def _base_check(rec: dict, metric: str, source: str, entries: list[str]) -> Check:
@@ -167,7 +210,7 @@ def accuracy_vs_baseline(rec: dict, base: dict, entries: list[str]) -> list[Chec
     out = []
     for metric in ("top1", "top5"):
         c = _base_check(rec, metric, "baseline", entries)
-        c.measured, c.reference = _number(rec["metrics"].get(metric)), _number(base["metrics"].get(metric))
+        c.measured, c.reference = _accuracy(rec["metrics"].get(metric)), _accuracy(base["metrics"].get(metric))
         problem = (_coverage_problem(rec) or (None if c.measured is not None else _bad(metric, rec["metrics"].get(metric)))
                    or (f"baseline: {p}" if (p := _coverage_problem(base)) else None)
                    or (None if c.reference is not None else "baseline " + _bad(metric, base["metrics"].get(metric))))
@@ -200,9 +243,14 @@ def accuracy_vs_published(entry: ZooEntry, rec: dict, entries: list[str]) -> lis
         c = _base_check(rec, metric, "published", entries)
         c.reference = getattr(entry.published, metric)
         raw = rec["metrics"].get(metric)
-        c.measured = _number(raw)
+        c.measured = _accuracy(raw)
         if c.reference is None:
             c.status, c.why = NA, "no published number"
+            out.append(c)
+            continue
+        why = off_protocol(entry, rec)
+        if why:
+            c.status, c.why = NA, why
             out.append(c)
             continue
         interval = rec["metrics"].get(f"{metric}_interval")
@@ -586,6 +634,9 @@ def report_gate(result: GateResult) -> str:
         lines += ["", f"REGRESSIONS ({len(result.regressions)}):", format_checks(result.regressions)]
     if result.undecided:
         lines += ["", f"CANNOT JUDGE ({len(result.undecided)}):", format_checks(result.undecided)]
+    if result.not_comparable:
+        lines += ["", f"NOT COMPARABLE WITH THE PUBLISHED PROTOCOL ({len(result.not_comparable)}; shown, not judged):",
+                  format_checks(result.not_comparable)]
     for j in result.compares:
         from .verdicts import format_compare_table
 

@@ -396,6 +396,41 @@ def test_compare_with_published_uses_interval_and_tolerance():
     assert compare_with_published(get_entry(ENTRY), {"top1": 50.0}) == {}  # nothing published
 
 
+def test_another_protocol_is_shown_as_not_comparable_never_outside_tolerance():
+    entry = get_entry("i3d_r50_32x2x1_100e_kinetics400_rgb")  # published under 10x3-prob-sampler0.x
+    m = {"top1": 60.0, "top1_interval": [59.5, 60.5], "top5": 80.0, "top5_interval": [79.0, 81.0]}
+    own = compare_with_published(entry, m, "10x3-prob-sampler0.x")
+    assert own["top1"]["comparable"] and not own["top1"]["within"]
+    for protocol in ("1x1-prob-sampler0.x", "10x3-score-sampler0.x", "10x3-prob-sampler0.x-sweep[num_clips=1]"):
+        c = compare_with_published(entry, m, protocol)
+        assert c["top1"]["comparable"] is False and "within" not in c["top1"]
+        assert c["top1"]["why"] == f"not comparable with the published protocol ({protocol} vs 10x3-prob-sampler0.x)"
+
+
+def test_an_eval_with_other_views_is_not_held_against_the_published_numbers(tmp_path):
+    k400 = "i3d_r50_32x2x1_100e_kinetics400_rgb"
+    res = evaluate(k400, model=TinyNet(), dataset=ListDataset(n=12), num_workers=0, progress=False,
+                   views="2x3", out=tmp_path / "run")
+    assert set(res.comparison) == {"top1", "top5"}
+    assert all(c["comparable"] is False and "(2x3-prob-sampler0.x vs 10x3-prob-sampler0.x)" in c["why"]
+               for c in res.comparison.values())
+    (rec,) = load_records(tmp_path / "run")
+    assert rec["extra"]["comparison"]["top1"]["comparable"] is False
+
+
+def test_the_eval_summary_says_not_comparable_instead_of_outside_tolerance(tmp_path, capsys):
+    from i3dbench.cli.loop import _print_eval
+
+    k400 = "i3d_r50_32x2x1_100e_kinetics400_rgb"
+    res = evaluate(k400, model=TinyNet(), dataset=ListDataset(n=12), num_workers=0, progress=False,
+                   views="2x3", out=tmp_path / "run")
+    assert _print_eval(res) == 0
+    out = capsys.readouterr().out
+    assert "top1: published 72.68: not comparable with the published protocol (2x3-prob-sampler0.x vs " \
+           "10x3-prob-sampler0.x)" in out
+    assert "OUTSIDE" not in out and "within" not in out
+
+
 def test_views_override():
     assert parse_views("10x3") == (10, 3) and parse_views("1X1") == (1, 1)
     for bad in ("10", "10x2", "0x3", "ax3"):

@@ -134,7 +134,6 @@ def test_another_dataset_copy_cannot_be_judged_paired(tmp_path):
 
 @pytest.mark.parametrize("hits, over, why", [
     (HITS, {"top1": None}, "top1 is missing or null"),  # NaN and inf are stored as null
-    ([False] * 64, {}, "not a positive finite number"),  # top-1 0.0 (a 0.0 beside hits is refused at load)
     (HITS, {"top1_interval": None}, None),  # vs a baseline the paired test does not need it: judged
 ])
 def test_invalid_accuracy_metrics_are_never_ok(tmp_path, hits, over, why):
@@ -144,6 +143,49 @@ def test_invalid_accuracy_metrics_are_never_ok(tmp_path, hits, over, why):
         return
     assert res.exit_code == 2
     assert any(c.status == CANNOT and why in c.why for c in res.checks)
+
+
+def test_zero_accuracy_is_a_measurement_a_fall_to_zero_is_a_regression(tmp_path):
+    # 8 of 60 = 13.33 % -> 0 %: eight videos lost, none gained (McNemar p = 1/256): REGRESSED, not "cannot judge".
+    before = [True] * 8 + [False] * 52
+    zero = eval_rec(SMOKE, [False] * 60, hits5=[False] * 60)
+    res = _gate(tmp_path, [zero], [eval_rec(SMOKE, before)])
+    assert res.exit_code == 1, [(c.metric, c.status, c.why) for c in res.checks]
+    assert res.regressions[0].metric == "top1" and res.regressions[0].measured == 0.0
+    assert not res.undecided
+    # 0 % against 0 %: judged (ok), not "cannot judge"
+    res = _gate(tmp_path / "same", [zero], [zero])
+    assert res.exit_code == 0 and {c.status for c in res.checks} == {OK}
+    # against the published 72.68: a constant-zero model is REGRESSED
+    n = 200
+    res = _gate(tmp_path / "pub", [eval_rec(K400, [False] * n, hits5=[False] * n)])
+    assert res.exit_code == 1 and {c.metric for c in res.regressions} == {"top1", "top5"}
+
+
+def test_hundred_percent_accuracy_is_judged_by_the_interval(tmp_path):
+    res = _gate(tmp_path, [eval_rec(SMOKE, [True] * 64)], [eval_rec(SMOKE, [True] * 64)])
+    assert res.exit_code == 0 and {c.status for c in res.checks} == {OK}
+    res = _gate(tmp_path / "pub", [eval_rec(K400, [True] * 50)])  # interval [92.9, 100]: above 72.68 + 0.5
+    assert res.exit_code == 0 and {c.status for c in res.checks} == {"improved"}
+
+
+def test_negative_accuracy_is_still_refused(tmp_path):
+    from i3dbench.gate import accuracy_vs_published, _accuracy
+    from i3dbench.zoo import get_entry
+
+    assert _accuracy(-0.5) is None and _accuracy(float("nan")) is None and _accuracy(100.5) is None
+    assert _accuracy(0) == 0.0 and _accuracy(100.0) == 100.0
+    rec = eval_rec(K400, [True] * 50)
+    rec["metrics"]["top1"] = -1.0
+    (top1, _) = accuracy_vs_published(get_entry(K400), rec, [K400])
+    assert top1.status == CANNOT and "not a finite percentage" in top1.why
+
+
+def test_zero_speed_and_memory_stay_cannot_judge(tmp_path):
+    res = _gate(tmp_path, [bench_rec(SMOKE, _times(0.1), train_mb=0.0, inf_mb=0.0)],
+                [bench_rec(SMOKE, _times(0.1, seed=3))])
+    mem = [c for c in res.checks if c.metric.endswith("memory_mb")]
+    assert mem and all(c.status == CANNOT for c in mem) and res.exit_code == 2
 
 
 def test_nan_and_inf_written_to_a_record_are_not_ok(tmp_path):
@@ -332,6 +374,34 @@ def test_published_accuracy_within_then_regressed(tmp_path):
     low = [True] * round(0.715 * n) + [False] * (n - round(0.715 * n))  # 71.5: below the interval + 0.5
     res = _gate(tmp_path / "low", [eval_rec(K400, low, hits5=[True] * round(0.907 * n) + [False] * (n - round(0.907 * n)))])
     assert res.exit_code == 1 and res.regressions[0].metric == "top1"
+
+
+@pytest.mark.parametrize("protocol", ["1x1-prob-sampler0.x", "10x3-score-sampler0.x", "10x3-prob-sampler1.x",
+                                      "10x3-prob-sampler0.x-sweep[num_clips=1]"])
+def test_another_protocol_is_never_judged_against_the_published_numbers(tmp_path, protocol, capsys):
+    n = 2000
+    low = [True] * round(0.60 * n) + [False] * (n - round(0.60 * n))  # 60 %: far below 72.68 under 10x3
+    rec = eval_rec(K400, low, hits5=low)
+    rec["method"]["protocol"] = protocol
+    res = _gate(tmp_path, [rec])
+    assert not res.regressions and res.exit_code == 2, [(c.status, c.why) for c in res.checks]
+    assert {c.status for c in res.checks} == {NA}
+    why = f"not comparable with the published protocol ({protocol} vs 10x3-prob-sampler0.x)"
+    assert all(c.why == why for c in res.checks) and len(res.not_comparable) == 2
+    assert main(["gate", "--records", str(tmp_path / "new")]) == 2
+    out = capsys.readouterr().out
+    assert "NOT COMPARABLE WITH THE PUBLISHED PROTOCOL (2" in out and why in out and "REGRESSIONS" not in out
+    # the same numbers under the entry's own protocol are a regression
+    own = eval_rec(K400, low, hits5=low)
+    res = _gate(tmp_path / "own", [own])
+    assert res.exit_code == 1 and not res.not_comparable
+
+
+def test_frames_of_another_layout_are_not_comparable(tmp_path):
+    rec = eval_rec(K400, [False] * 100)
+    rec["extra"]["layout_mismatch"] = "340x256 expected, short side 256 seen (--allow-layout-mismatch)"
+    res = _gate(tmp_path, [rec])
+    assert not res.regressions and len(res.not_comparable) == 2
 
 
 def test_published_speed_and_memory_judge_gpu_records_only(tmp_path):

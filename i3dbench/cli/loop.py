@@ -66,6 +66,9 @@ def _print_eval(res) -> int:
               f"mean class {m['mean_class_accuracy']:.2f} % | evaluated {res.num_evaluated} of {res.num_listed}"
               + (f" ({len(res.failures)} failed to decode)" if res.failures else ""))
     for key, c in res.comparison.items():
+        if c.get("comparable") is False:  # another protocol: shown, never held against the published number
+            print(f"  {key}: published {c['published']:.2f}: {c['why']}")
+            continue
         print(f"  {key}: published {c['published']:.2f}, delta {c['delta']:+.2f}, "
               f"{'within' if c['within'] else 'OUTSIDE'} tolerance {c['tolerance']:g} "
               f"(exact 95% [{c['interval'][0]:.2f}, {c['interval'][1]:.2f}])")
