@@ -4,8 +4,10 @@ A binary search over the first-parent commits after GOOD up to BAD. Every step i
 a commit against **GOOD** (not against its parent): the search keeps "lo is the same as GOOD,
 hi is worse than GOOD", which holds for a change that lands in one commit and for one that
 builds up over several (against its parent, each commit of a gradual drift reads SAME and the
-search would lose it). GOOD's worker is started once and measures every step; each midpoint
-gets a worker of its own. The first step checks BAD itself (a BAD that is not REGRESSED has no
+search would lose it). Each step starts fresh worker processes for both GOOD and the midpoint,
+at the same time, as `compare` does: a GOOD process kept from step to step was measured x0.78 of
+a fresh process of the same code (a bias between long-lived and new processes that pairing
+cannot cancel), so both sides of every step are equally new. The first step checks BAD itself (a BAD that is not REGRESSED has no
 culprit to find). A step still UNKNOWN after ``max_rounds`` is measured again with twice as
 many rounds; UNKNOWN then, the search stops: not decidable (exit 2), with the table of steps.
 Exit 0 found (the culprit printed with its subject), 2 not decidable.
@@ -19,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional
 
-from .compare import CompareSettings, WorkerPool, measure_pair, pool_size
+from .compare import CompareSettings, measure_pair, pool_size, start_pools
 from .errors import UserError
 from .revisions import (
     Revision,
@@ -87,7 +89,6 @@ def bisect(good: str, bad: str, *, entry: str, metric: str = "video_per_s", zoo:
     work = run.path / "bisect" / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if progress else (lambda msg: None)
     good_rev = Revision(good, good_sha, False, None, subject(repo, good_sha), materialise(repo, good_sha))
-    good_w = WorkerPool(good_rev, "base", work / "good", pool_size(settings))
     try:
         def judge(pos: int) -> Step:
             sha = candidates[pos - 1]
@@ -96,11 +97,13 @@ def bisect(good: str, bad: str, *, entry: str, metric: str = "video_per_s", zoo:
                 f" vs GOOD {good_sha[:10]}")
             step = None
             for s in (settings, replace(settings, rounds=settings.max_rounds, max_rounds=2 * settings.max_rounds)):
-                w = WorkerPool(rev, "head", work / sha[:10], pool_size(settings))
+                pools = []
                 try:
-                    checks = measure_pair(good_w, w, [entry], zoo, s, work / sha[:10], progress=progress)
+                    pools = start_pools([(good_rev, "base"), (rev, "head")], work / sha[:10], pool_size(settings))
+                    checks = measure_pair(pools[0], pools[1], [entry], zoo, s, work / sha[:10], progress=progress)
                 finally:
-                    w.close()
+                    for pool in pools:
+                        pool.close()
                 step = Step(sha, rev.subject, pos, _metric_check(checks, metric), s.max_rounds)
                 result.steps.append(step)
                 say(f"bisect:   {step.verdict} {step.check.change} ({step.check.why})")
@@ -132,7 +135,6 @@ def bisect(good: str, bad: str, *, entry: str, metric: str = "video_per_s", zoo:
         result.why = f"first REGRESSED commit after {lo} SAME one(s)"
         return result
     finally:
-        good_w.close()
         result.wall_s = time.perf_counter() - t0
 
 

@@ -164,7 +164,7 @@ class RevisionWorker:
 
 
 class WorkerPool:
-    """``size`` worker processes of one revision, started in parallel.
+    """Several worker processes of one revision (see :func:`start_pools`).
 
     Why several: two processes running the same code on this machine were measured up to ~10%
     apart for a whole compare (where a process's memory and core land stays with it), which no
@@ -172,17 +172,8 @@ class WorkerPool:
     process of each revision at random, so that process-to-process differences become part of
     the round-to-round noise that the interval accounts for, instead of a bias."""
 
-    def __init__(self, rev: Revision, role: str, log_dir: Path, size: int):
-        self.rev, self.role = rev, role
-        self.workers: list[RevisionWorker] = []
-        try:
-            for i in range(size):
-                self.workers.append(RevisionWorker(rev, role, log_dir / f"{role}-{i}.log"))
-            for w in self.workers:
-                w.check_hello()
-        except BaseException:
-            self.close()
-            raise
+    def __init__(self, rev: Revision, role: str, workers: list[RevisionWorker]):
+        self.rev, self.role, self.workers = rev, role, workers
 
     @property
     def first(self) -> RevisionWorker:
@@ -196,6 +187,26 @@ class WorkerPool:
     def close(self) -> None:
         for w in self.workers:
             w.close()
+
+
+def start_pools(revisions: list[tuple[Revision, str]], log_dir: Path, size: int) -> list[WorkerPool]:
+    """One pool of ``size`` processes per (revision, role), started interleaved (base 0, head 0, base 1,
+    ...) and at the same time, so that no revision's processes are systematically older or started
+    on a busier machine; each is then checked to have imported its own tree."""
+    spawned: dict[str, list[RevisionWorker]] = {role: [] for _, role in revisions}
+    try:
+        for i in range(size):
+            for rev, role in revisions:
+                spawned[role].append(RevisionWorker(rev, role, log_dir / f"{role}-{i}.log"))
+        for workers in spawned.values():
+            for w in workers:
+                w.check_hello()
+    except BaseException:
+        for workers in spawned.values():
+            for w in workers:
+                w.close()
+        raise
+    return [WorkerPool(rev, role, spawned[role]) for rev, role in revisions]
 
 
 # --------------------------------------------------------------------------- what to measure
@@ -379,8 +390,7 @@ def compare(base: str, head: Optional[str] = None, *, only: list[str], zoo: Opti
     result = CompareResult(base_rev, head_rev, settings, [], started=started.isoformat(timespec="microseconds"))
     workers: list[WorkerPool] = []
     try:
-        for rev, role in ((base_rev, "base"), (head_rev, "head")):
-            workers.append(WorkerPool(rev, role, work, pool_size(settings)))
+        workers = start_pools([(base_rev, "base"), (head_rev, "head")], work, pool_size(settings))
         result.checks = measure_pair(workers[0], workers[1], list(only), zoo, settings, work, progress,
                                      result.skipped)
     finally:
@@ -432,5 +442,5 @@ def describe(result: CompareResult) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["pool_size", "CHECKS", "CompareResult", "CompareSettings", "RevisionError", "compare", "describe",
+__all__ = ["pool_size", "start_pools", "CHECKS", "CompareResult", "CompareSettings", "RevisionError", "compare", "describe",
            "measure_pair"]

@@ -5,9 +5,11 @@ git repository holds a copy of this package (i3dbench/ and zoo/) and commits tha
 changes in the smoke model — real extra backbone work, no sleep:
 
 * ``unchanged``: a comment-only commit;
-* ``slow_1.5x``: the backbone also runs on half of the views (+50% of its work);
-* ``slow_1.15x``: the backbone also runs on one view cropped to 45x45 of the six 48x48 views
-  (+14.6% of its FLOPs);
+* ``slow_1.5x``: the backbone also runs on 4 of the 6 views (half of the views measured x1.33 on
+  this machine: a small batch costs more than its share);
+* ``slow_1.15x``: the backbone also runs on one of the six views again (about x1.17);
+
+(the ratio each plant really costs is what the compares measure: the record has it.)
 * ``constant_head``: dev/planted/constant_head.patch (constant scores);
 * ``memory_1.3x``: the head allocates 30% of the step's measured peak on top;
 * a 12-commit history with the 1.5x slowdown at a random position, for bisect.
@@ -49,11 +51,11 @@ FORWARD = "        return self.cls_head(self.backbone(x))\n"
 PLANTS = {
     "slow_1.5x": (RECOGNIZER, FORWARD,
                   "        feats = self.backbone(x)\n"
-                  "        self.backbone(x[: max(1, x.shape[0] // 2)])  # planted: +50% backbone work\n"
+                  "        self.backbone(x[: max(1, 2 * x.shape[0] // 3)])  # planted: the backbone on 4 of 6 views again\n"
                   "        return self.cls_head(feats)\n"),
     "slow_1.15x": (RECOGNIZER, FORWARD,
                    "        feats = self.backbone(x)\n"
-                   "        self.backbone(x[:1, :, :, :45, :45])  # planted: one more view at 45x45 (+14.6% FLOPs)\n"
+                   "        self.backbone(x[:1])  # planted: the backbone on one of the 6 views again\n"
                    "        return self.cls_head(feats)\n"),
 }
 
@@ -98,10 +100,12 @@ def _repo(root: Path) -> dict:
 
 
 def _memory_branch(root: Path, shas: dict, memory_bytes: int) -> None:
+    """A buffer of ``memory_bytes`` held through the backbone's forward: the step's peak grows by it."""
     _git(root, "checkout", "-q", "-B", "memory_1.3x", shas["base"])
-    _edit(root, HEAD, "        x = self.dropout(self.avg_pool(x)).flatten(1)\n",
-          "        x = self.dropout(self.avg_pool(x)).flatten(1)\n"
-          f"        x = x + torch.zeros({memory_bytes // 4}).sum()  # planted: {memory_bytes} bytes more at the peak\n")
+    _edit(root, RECOGNIZER, FORWARD,
+          f"        held = torch.zeros({memory_bytes // 4})  # planted: {memory_bytes} bytes held through the forward\n"
+          "        out = self.cls_head(self.backbone(x))\n"
+          "        return out + 0 * held[:1]\n")
     shas["memory_1.3x"] = _commit(root, "memory_1.3x")
 
 
@@ -236,7 +240,7 @@ def test_compare_power(run_dir, capsys, tmp_path):
 
     method = {"name": "compare_power", "entry": ENTRY, "settings": CompareSettings().__dict__ | {"checks": "speed"},
               "plants": {k: v[2] for k, v in PLANTS.items()} | {"constant_head": "dev/planted/constant_head.patch",
-                                                                 "memory_1.3x": "torch.zeros(0.3 x base peak) in the head"},
+                                                                 "memory_1.3x": "torch.zeros(0.3 x base peak) held through the forward"},
               "hog": f"one `while True: pass` process started {HOG_DELAY_S} s into each hog compare, killed at its end",
               "order": "the 40 compares in a seeded random order of kinds (random.Random(18))",
               "bisect": "1.5x slowdown at a random position of 12 first-parent commits; compares vs GOOD"}
