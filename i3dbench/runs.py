@@ -10,7 +10,9 @@ git-ignored) or the folder given with ``--out``::
     <run>/env.txt        the environment the run saw (provenance.environment_report)
 
 A run never writes anywhere else: the reference results in ``results/`` and the README's zoo
-table change only through ``i3dbench publish RUN``.
+table change only through ``i3dbench publish RUN``. :func:`check_output` is the one check every
+writing command makes first (not into results/, never over one of its inputs), and
+:func:`new_subfolder` gives a second sweep into one run folder a folder of its own.
 """
 
 from __future__ import annotations
@@ -76,6 +78,59 @@ def new_run_dir(root: str | os.PathLike | None = None) -> RunDir:
     raise UserError(f"{root}: could not create a new run folder named {base}-N; clean up old runs")
 
 
+def reference_folders() -> list[Path]:
+    """The reference results folders no command but ``publish`` writes: ``./results`` and the
+    ``results/`` of the checkout this package runs from (resolved; only those that exist)."""
+    here = Path(__file__).resolve().parents[1] / "results"
+    out = []
+    for folder in (Path("results"), here):
+        if folder.is_dir() and folder.resolve() not in out:
+            out.append(folder.resolve())
+    return out
+
+
+def check_output(out: str | os.PathLike, inputs=(), *, flag: str = "--out", replaces: bool = False) -> Path:
+    """Refuse an output path that would write over what the command did not make; returns ``out``.
+
+    Refused, with one line naming the path: ``out`` inside (or equal to) a reference ``results/``
+    folder (only ``i3dbench publish`` changes it); ``out`` equal to one of ``inputs`` (files or
+    folders the command reads: None entries are skipped); and, with ``replaces`` (a command that
+    replaces its output folder whole, as ``report``), an input inside ``out``. Call it before any
+    work starts."""
+    out = Path(out)
+    target = out.resolve()
+    for ref in reference_folders():
+        if target == ref or ref in target.parents:
+            raise UserError(f"{flag} {out}: is inside the reference folder {ref}, which only `i3dbench publish` "
+                            f"changes; choose another {flag}")
+    for item in inputs:
+        if item is None or (isinstance(item, str) and "://" in item):
+            continue  # not given, or a URL
+        src = Path(item).resolve()
+        if src == target:
+            raise UserError(f"{flag} {out}: is also an input of this command ({item}); write to another path, "
+                            "never over an input")
+        if replaces and target in src.parents:
+            raise UserError(f"{flag} {out}: holds an input of this command ({item}) and is replaced whole; "
+                            "write to another folder")
+    return out
+
+
+def new_subfolder(parent: str | os.PathLike, name: str) -> Path:
+    """A new, empty folder ``parent/name`` (``name-2``, ``name-3``... if taken): a second command
+    writing into one run folder gets its own, and never replaces the first one's files."""
+    parent = Path(parent)
+    parent.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 10000):
+        path = parent / (name if n == 1 else f"{name}-{n}")
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        return path
+    raise UserError(f"{parent}: could not create a new folder named {name}-N; clean up old ones")
+
+
 def open_run_dir(out: str | os.PathLike | None, root: str | os.PathLike | None = None) -> RunDir:
     """``--out DIR`` (created if missing; an existing run folder is continued) or a new run folder."""
     if out is None:
@@ -104,4 +159,5 @@ def ensure_writable(folder: str | os.PathLike) -> Path:
     return folder
 
 
-__all__ = ["RunDir", "cache_root", "ensure_writable", "new_run_dir", "open_run_dir", "runs_root"]
+__all__ = ["RunDir", "cache_root", "check_output", "ensure_writable", "new_run_dir", "new_subfolder", "open_run_dir",
+           "reference_folders", "runs_root"]

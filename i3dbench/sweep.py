@@ -23,7 +23,7 @@ by video id), the paired difference with Newcombe's 95% interval, the exact McNe
 how many videos flipped. Variants that decode the same frames share the decode (and the
 forward, for averaging variants) through ``evaluate.evaluate_many``. Every variant gets its
 own eval record (``extra["sweep"]`` names its knobs); the table (markdown, CSV) and a plot go
-to ``<run>/sweep/<entry>/``.
+to a new folder ``<run>/sweep/<entry>/`` (``<entry>-2/``, ... for a later sweep into the same run).
 """
 
 from __future__ import annotations
@@ -209,7 +209,7 @@ def run_sweep(entry, vary: dict[str, list[str]], data_root, ann, *, checkpoint=N
     """Evaluate every variant of ``vary`` (see the module docstring) into the run folder ``out``
     and write the comparison table; ``variants`` replaces the grid (tests plant variants there)."""
     from .evaluate import EvalSpec, evaluate_many, resolve_weights
-    from .runs import RunDir, open_run_dir
+    from .runs import RunDir, new_subfolder, open_run_dir
 
     entry = get_entry(entry)
     run = out if isinstance(out, RunDir) else open_run_dir(out)
@@ -232,8 +232,9 @@ def run_sweep(entry, vary: dict[str, list[str]], data_root, ann, *, checkpoint=N
     base = variants[0]
     comparisons = {v.label: compare(base, v) for v in variants[1:]}
     records = _write_records(entry, variants, comparisons, run)
-    files = write_tables(entry, variants, comparisons, run.path / "sweep" / entry.name)
-    return SweepResult(entry.name, variants, comparisons, run.path / "sweep" / entry.name, files, records)
+    out_dir = new_subfolder(run.path / "sweep", entry.name)  # a second sweep into this run: a folder of its own
+    files = write_tables(entry, variants, comparisons, out_dir)
+    return SweepResult(entry.name, variants, comparisons, out_dir, files, records)
 
 
 def _write_records(entry, variants, comparisons, run) -> list[Path]:

@@ -51,7 +51,11 @@ def _cmd_data_check(args: argparse.Namespace) -> int:
     from ..data.copies import describe_comparison
     from ..data.inventory import check_dataset
 
+    from ..runs import check_output
+
     fmt, span, source, num_classes, (tmpl, start) = _check_settings(args)
+    if args.json is not None:
+        check_output(args.json, inputs=[args.root, args.ann, args.against, args.zoo], flag="--json")
     report = check_dataset(args.root, args.ann, format=fmt, workers=args.workers, progress=not args.quiet,
                            clip_span=span, num_classes=num_classes, reference=args.against,
                            filename_tmpl=tmpl, start_index=start)
@@ -92,7 +96,9 @@ def _cmd_data_synth(args: argparse.Namespace) -> int:
     import time
 
     from ..data.synthetic import generate_synthetic
+    from ..runs import check_output
 
+    check_output(args.out, flag="OUT")
     t0 = time.perf_counter()
     root = generate_synthetic(args.out, seed=args.seed, videos_per_class=args.videos_per_class,
                               val_videos_per_class=args.val_videos_per_class, num_frames=args.frames,

@@ -14,7 +14,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
     from ..evaluate import check_device
     from ..measure import bench
-    from ..runs import open_run_dir
+    from ..runs import check_output, open_run_dir
     from ..timing import LoopBudget, default_budget
 
     entry = resolve_entry(args.name, args.zoo)
@@ -38,6 +38,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         min_seconds=base.min_seconds if args.min_seconds is None else args.min_seconds,
         max_seconds=args.max_seconds,
     )
+    if args.out is not None:
+        check_output(args.out, inputs=[args.zoo])
     run = open_run_dir(args.out)
     path = bench(entry, args.device, args.protocol, budget=budget, memory=not args.no_memory,
                  train_memory=not args.no_train_memory, overrides=overrides, batch_videos=args.batch_videos,

@@ -11,7 +11,7 @@ from .common import positive_int, resolve_entry
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from ..runner import smoke_checkpoint, smoke_data
-    from ..runs import open_run_dir
+    from ..runs import check_output, open_run_dir
     from ..sweep import parse_vary, run_sweep
 
     entry = resolve_entry(args.name, args.zoo)
@@ -31,6 +31,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
             checkpoint = smoke_checkpoint(entry, train_if_missing=False)
     if data_root is None or ann is None:
         raise UsageError(f"sweep {entry.name}: --data-root and --ann are needed for a {entry.dataset} entry")
+    if args.out is not None:
+        check_output(args.out, inputs=[data_root, ann, checkpoint, args.rawframes_root, args.rawframes_ann, args.zoo])
     run = open_run_dir(args.out)
     res = run_sweep(entry, vary, data_root, ann, checkpoint=checkpoint, device=args.device, out=run,
                     num_workers=args.workers, decoder=args.decoder, rawframes=rawframes, progress=not args.quiet)

@@ -231,9 +231,19 @@ def extract_rawframes(video_root: str | os.PathLike, ann_file: str | os.PathLike
                                  "pip install opencv-python-headless (or the i3dbench[cv2] extra)") from None
     records = read_video_list(ann_file)
     frame_dirs = [_frame_dir_of(r, ann_file) for r in records]
+    first_of: dict[str, str] = {}
+    for r, d in zip(records, frame_dirs):
+        if first_of.setdefault(d, r.path) != r.path:  # a/x.mp4 and a/x.avi: one frame folder, two videos
+            raise UsageError(f"{ann_file}: line {r.line}: {r.path} and {first_of[d]} would both be extracted into {out / d} "
+                             "(frame folders are named by the video path without its extension); rename one")
     if out.exists() and not out.is_dir():
         raise UsageError(f"output {out} exists and is not a folder")
     list_path = Path(list_file) if list_file is not None else out / rawframe_list_name(ann_file)
+    from i3dbench.runs import check_output
+
+    check_output(out, inputs=[video_root, ann_file], flag="OUT")
+    check_output(list_path, inputs=[ann_file, video_root, *(video_root / r.path for r in records)],
+                 flag="--list" if list_file is not None else "the rawframe list")
     out.mkdir(parents=True, exist_ok=True)
     _check_marker(out, layout)
 
