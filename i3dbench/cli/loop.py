@@ -28,9 +28,6 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     entries = [resolve_entry(name, args.zoo) for name in args.names]
     if args.checkpoint is not None and len(entries) > 1:
         raise UsageError("--checkpoint names one file: give one entry with it, or evaluate each entry's own checkpoint")
-    if args.sha256 is not None and args.checkpoint is None:
-        raise UsageError("--sha256 checks the file given with --checkpoint: give both (an entry's published "
-                         "checkpoint is always checked against its published hash)")
     if args.out is not None:
         check_output(args.out, inputs=[args.data_root, args.ann, args.checkpoint, args.intersect_with, args.zoo])
     run = open_run_dir(args.out)
@@ -48,13 +45,11 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             checkpoint = args.checkpoint
             if checkpoint is None and e.dataset == "synthetic" and e.checkpoint.url is None:
                 checkpoint = smoke_checkpoint(e, train_if_missing=False)  # shipped ones: evaluate() checks the hash
-            specs.append(EvalSpec(e, checkpoint=checkpoint, average_clips=args.average_clips, precision=args.precision,
-                                  sha256=args.sha256))
+            specs.append(EvalSpec(e, checkpoint=checkpoint, average_clips=args.average_clips, precision=args.precision))
         results = evaluate_many(
             specs, data_root, ann, views=args.views, device=args.device, out=run, num_workers=args.workers,
             batch_views=args.batch_views, decoder=args.decoder, fresh=args.fresh, max_failures=args.max_failures,
             progress=not args.quiet, intersect_with=args.intersect_with,
-            allow_layout_mismatch=args.allow_layout_mismatch,
         )
         if int(os.environ.get("RANK", "0")) != 0:
             continue  # under torchrun rank 0 gathers and reports
@@ -79,11 +74,6 @@ def _print_eval(res) -> int:
         print(f"  {key}: published {c['published']:.2f}, delta {c['delta']:+.2f}, "
               f"{'within' if c['within'] else 'OUTSIDE'} tolerance {c['tolerance']:g} "
               f"(exact 95% [{c['interval'][0]:.2f}, {c['interval'][1]:.2f}])")
-    verification = str(res.conditions.get("checkpoint_verified") or "")
-    if verification.startswith("unverified"):
-        print(f"  WARNING: unverified weights ({verification}): {res.weights_source}")
-    elif verification.startswith("verified"):
-        print(f"  weights: {verification}: {res.weights_source}")
     print(f"  {_obtained_line(res.obtained)} | run key {res.run_key}")
     print(f"  predictions {res.predictions_path}" + (f" | record {res.record_path}" if res.record_path else ""))
     reason = res.incomplete_reason()
@@ -225,9 +215,6 @@ def add_parsers(sub) -> None:
     p.add_argument("--data-root", type=Path, help="folder the list's paths are relative to (smoke: the synthetic set)")
     p.add_argument("--ann", type=Path, help="video or rawframe list of the test videos")
     p.add_argument("--checkpoint", help="checkpoint file or URL (default: the entry's published checkpoint)")
-    p.add_argument("--sha256", metavar="HEX",
-                   help="the sha256 (or its first 8+ hex digits) the --checkpoint file must have; without it a local "
-                   "file is verified against the entry's published hash by its content, whatever its name")
     p.add_argument("--views", help="CLIPSxCROPS override of the test protocol, e.g. 10x3 or 1x1")
     p.add_argument("--average-clips", choices=["prob", "score"], help="view averaging (default: the entry's, prob)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (under torchrun: cuda = the local rank's GPU)")
@@ -242,9 +229,6 @@ def add_parsers(sub) -> None:
                    "also holds; the record names what was left out")
     p.add_argument("--max-failures", type=positive_int.allow_zero, default=0,
                    help="videos allowed to fail to decode before the evaluation is incomplete (exit 2; default 0)")
-    p.add_argument("--allow-layout-mismatch", action="store_true",
-                   help="evaluate frames of another layout than the entry's (340x256 vs short side 256, rawframes vs "
-                   "videos; refused by default); recorded, and never compared with the published numbers")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_eval)
 
