@@ -246,7 +246,9 @@ def _write_records(entry, variants, comparisons, run) -> list[Path]:
     for v in variants:
         r = v.result
         # A variant is another protocol: its label says which knobs made it (the base keeps the entry's).
-        method = {"name": "eval", "protocol": protocol_label(v.entry, v.average_clips) + (
+        # "sweep", not "eval": a sweep's evaluations (its base too, run on the given model without a
+        # checkpoint hash) are never the zoo row's evaluation nor compared with it by the gate.
+        method = {"name": "sweep", "protocol": protocol_label(v.entry, v.average_clips) + (
                       "" if v.is_base else f"-sweep[{v.label}]"),
                   "views": views_label(v.entry), "average_clips": v.average_clips,
                   "sampler_version": v.entry.test.sampler_version, "interval": "exact (Clopper-Pearson) 95%",

@@ -24,13 +24,11 @@ Records are JSON dicts (records.load_records); nothing here imports the code tha
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from .errors import UserError
 from .fmt import MISSING
 from .records import memory_kinds, record_time
 from .zoo import ZooEntry
@@ -149,7 +147,9 @@ def _accuracy(entries: dict[str, ZooEntry], evals: list[dict], used: dict) -> tu
     for name, e in entries.items():
         mine = [r for r in evals if r["entry"] == name]
         expected = eval_protocol(e)
-        ok = [r for r in mine if r["method"]["protocol"] == expected and eval_incomplete(r) is None]
+        # the zoo row: an evaluation proper (a sweep's variants, its base included, are method "sweep")
+        ok = [r for r in mine if r["method"]["protocol"] == expected and eval_incomplete(r) is None
+              and r["method"].get("name", "eval") == "eval"]
         rec = _newest(ok) if ok else None
         m = rec["metrics"] if rec else {}
         row = {
@@ -521,20 +521,12 @@ def _folder(rec: dict) -> str:
 def load_compares(run_dirs: list[Path]) -> list[dict]:
     """The compare files (``<run>/compare/compare-*.json``, written by ``i3dbench compare``) of these
     run folders, oldest first; none is fine. A file that is not a compare record is a UserError
-    naming it."""
+    naming it (verdicts.load_compare_record: the same check the gate makes)."""
+    from .verdicts import compare_records, load_compare_record
     out = []
     for run in run_dirs:
-        folder = Path(run) / "compare"
-        if not folder.is_dir():
-            continue
-        for path in sorted(folder.glob("compare-*.json")):
-            try:
-                data = json.loads(path.read_text())
-            except (OSError, ValueError) as err:
-                raise UserError(f"{path}: cannot read this compare file ({err}); remove it or rerun "
-                                "`i3dbench compare`") from None
-            if not isinstance(data, dict) or data.get("kind") != "compare" or not isinstance(data.get("checks"), list):
-                raise UserError(f"{path}: not a compare file (kind \"compare\" with a list of checks expected)")
+        for path in compare_records(run):
+            data, _ = load_compare_record(path)  # validated where gate reads it too
             data["_file"], data["_path"] = path.name, str(path)
             out.append(data)
     return sorted(out, key=lambda d: (str(d.get("time")), d["_file"]))

@@ -136,3 +136,23 @@ def test_median_interval_rank_against_the_binomial_directly(n, k):
         assert tail(k) <= 0.025 < tail(k + 1)
     else:
         assert tail(1) > 0.025
+
+
+def test_the_zoo_row_cites_the_verified_evaluation_not_a_newer_sweep_base(tmp_path):
+    from i3dbench.records import load_records, write_record
+    from i3dbench.tables import build_tables
+    from i3dbench.zoo import load_zoos
+    from test_gate import HITS, eval_rec
+
+    verified = eval_rec(SMOKE, HITS, t="2024-06-11T00:00:00+00:00")
+    verified["conditions"]["checkpoint_sha256"] = "a" * 64
+    sweep_base = eval_rec(SMOKE, HITS[:-8] + [True] * 8, t="2024-06-11T01:00:00+00:00")  # newer, same protocol
+    sweep_base["method"]["name"] = "sweep"
+    sweep_base["extra"]["sweep"] = {"label": "base", "base": True}
+    folder = tmp_path / "records"
+    v_path = write_record(verified, folder)
+    write_record(sweep_base, folder)
+    entries = {SMOKE: load_zoos()[SMOKE]}
+    row = build_tables(entries, load_records(folder)).accuracy[0]
+    assert row["record"] == v_path.name
+

@@ -87,6 +87,7 @@ def test_cli_sweep_sampler_by_averaging(tmp_path, monkeypatch, short_list):
         "sampler=0.x, averaging=score"}
     base = next(r for r in recs if r["extra"]["sweep"]["base"])
     assert base["method"]["protocol"] == "2x3-prob-sampler1.x"  # the entry's own protocol
+    assert {r["method"]["name"] for r in recs} == {"sweep"}  # never the zoo row's evaluation, nor gated with it
     others = [r for r in recs if not r["extra"]["sweep"]["base"]]
     assert all(r["method"]["protocol"].endswith("]") and "-sweep[" in r["method"]["protocol"] for r in others)
     # The paired statistics equal a direct computation from the per-video correctness.
