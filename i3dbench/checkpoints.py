@@ -15,6 +15,13 @@
   ``I3DBENCH_DOWNLOAD_TIMEOUT`` seconds (default 60) and the whole download at most
   ``I3DBENCH_DOWNLOAD_DEADLINE`` (default 3600); a stall or an overrun reports the bytes
   received. A cached file is checked again before every use.
+* Offline (:func:`resolve_published`, what an evaluation uses for an entry's published
+  checkpoint): a file already in the cache (above, or ``<cache>/checkpoints/<published file
+  name>`` when its hash proves it), else ``I3DBENCH_CHECKPOINT_MIRROR``: a base URL or a folder
+  that replaces the published URL's scheme and host (``<mirror>/<URL path>``; a folder may also
+  hold the file under its published name), else the published URL. A download that fails names
+  the ways out (:func:`offline_ways_out`). A local file given instead is verified against the
+  entry's published hash by its content, whatever its name (``--sha256`` for others).
 * :func:`read_checkpoint` reads MMAction2 files (``{'state_dict', 'meta', ...}``, optional
   ``module.`` prefix) and bare state dicts with ``torch.load(weights_only=True)``. Files
   whose metadata holds other objects (mmengine ``ConfigDict``, NumPy scalars, the message
@@ -159,6 +166,62 @@ class ResolvedCheckpoint:
                 "verification": self.verification}
 
 
+MIRROR_ENV = "I3DBENCH_CHECKPOINT_MIRROR"
+
+
+def mirror_for(url: str) -> Optional[str]:
+    """Where ``I3DBENCH_CHECKPOINT_MIRROR`` says to get the published ``url`` from: ``<base
+    URL>/<URL path>``, or a file of the mirror folder (``<folder>/<URL path>`` or
+    ``<folder>/<file name>``); None when the variable is unset. A folder without the file, or a
+    value that is neither a URL nor a folder, is a CheckpointError naming it."""
+    base = os.environ.get(MIRROR_ENV, "").strip()
+    if not base or not _is_url(url):
+        return None
+    path = urllib.parse.urlsplit(url).path.lstrip("/")
+    if _is_url(base):
+        return base.rstrip("/") + "/" + path
+    folder = Path(base).expanduser()
+    if not folder.is_dir():
+        raise CheckpointError(f"{MIRROR_ENV}={base!r} is neither an http(s) base URL nor an existing folder")
+    for candidate in (folder / path, folder / _file_name(url)):
+        if candidate.is_file():
+            return str(candidate)
+    raise CheckpointError(f"{MIRROR_ENV}={base}: the mirror folder has neither {folder / path} nor "
+                          f"{folder / _file_name(url)} (it holds the published files under their URL path or name)")
+
+
+def offline_ways_out(url: str) -> str:
+    """The three ways to evaluate without reaching ``url``."""
+    parts = urllib.parse.urlsplit(url)
+    return (f"without network: pass --checkpoint FILE (a copy of {_file_name(url)}; verified against the entry's "
+            f"published hash by its content), or set {MIRROR_ENV} to a base URL or folder replacing "
+            f"{parts.scheme}://{parts.netloc} (same paths), or put the file into the cache as "
+            f"{checkpoint_cache_dir() / _file_name(url)} (`i3dbench fetch NAME` on a machine with internet fills "
+            "the cache; copy its checkpoints/ folder over)")
+
+
+def resolve_published(url: str, sha256_prefix: Optional[str] = None, **download_kw: Any) -> ResolvedCheckpoint:
+    """An entry's published checkpoint ``url``: from the cache, else the mirror
+    (``I3DBENCH_CHECKPOINT_MIRROR``), else downloaded; always checked against ``sha256_prefix``
+    (or the hash in the file name). A local path (the smoke entries' shipped files) is checked
+    where it is."""
+    if not _is_url(url):
+        return resolve_checkpoint(url, sha256=sha256_prefix)
+    expected = expected_sha256(url, sha256_prefix)
+    cached = cache_path(url)
+    if cached.is_file():
+        try:
+            return _checked(cached, url, expected, f"cached {cached}")
+        except CheckpointError:
+            pass  # download_checkpoint deletes it and fetches again
+    mirror = mirror_for(url)
+    if mirror is not None and not _is_url(mirror):
+        path = Path(mirror)
+        got = _check_hash(path, expected, f"{path} (from {MIRROR_ENV})")
+        return ResolvedCheckpoint(path, str(path), got, expected)
+    return download_checkpoint(url, sha256_prefix, fetch_from=mirror, **download_kw)
+
+
 def _env_seconds(name: str, default: float) -> float:
     raw = os.environ.get(name)
     if raw is None or raw == "":
@@ -194,8 +257,12 @@ def download_checkpoint(
     progress: bool = True,
     timeout: float | None = None,
     deadline: float | None = None,
+    fetch_from: str | None = None,
 ) -> ResolvedCheckpoint:
     """Download ``url`` into the cache (once) and return the checked file.
+
+    ``fetch_from``: another URL serving the same file (a mirror); the cache and the hash are
+    still those of ``url``, the returned ``source`` is where the bytes came from.
 
     The hash checked is ``sha256`` (full or a prefix) or, when not given, the 8+ hex digits
     at the end of the URL's file name (``<name>-<sha256[:8]>.pth``). With no hash known the
@@ -233,16 +300,20 @@ def download_checkpoint(
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     tmp = Path(tmp_name)
     try:
+        source = fetch_from or url
         with os.fdopen(fd, "wb") as out:
-            content_type = _fetch(url, out, progress=progress, timeout=timeout, deadline=deadline)
+            try:
+                content_type = _fetch(source, out, progress=progress, timeout=timeout, deadline=deadline)
+            except CheckpointError as err:
+                raise CheckpointError(f"{err}; {offline_ways_out(url)}") from None
             out.flush()
             os.fsync(out.fileno())
-        resolved = _checked(tmp, url, expected, url, hint=_content_hint(tmp, content_type))
+        resolved = _checked(tmp, source, expected, source, hint=_content_hint(tmp, content_type))
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)  # never leave a partial file behind (Ctrl-C included)
         raise
-    return ResolvedCheckpoint(target, url, resolved.sha256, expected, downloaded=True)
+    return ResolvedCheckpoint(target, source, resolved.sha256, expected, downloaded=True)
 
 
 def _checked(path: Path, source: str, expected: str | None, what: str, hint: str = "") -> ResolvedCheckpoint:

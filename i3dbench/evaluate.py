@@ -49,6 +49,7 @@ from .predictions import (
     write_sealed,
 )
 from .records import collect_conditions, make_record, now_iso, write_record
+from .data.layout import size_summary
 from .runs import RunDir, open_run_dir, runs_root
 from .zoo import ZooEntry, get_entry
 
@@ -71,6 +72,8 @@ class EvalResult:
     obtained: dict = field(default_factory=dict)
     conditions: dict = field(default_factory=dict)
     max_failures: int = 0
+    weights_source: Optional[str] = None  # URL, mirror or path the weights came from
+    restricted: Optional[dict] = None  # --intersect-with: reference, kept, dropped (of the list's videos)
 
     @property
     def complete(self) -> bool:
@@ -331,38 +334,53 @@ class Weights:
     sha256: Optional[str]  # of the checkpoint file; None for a given model
     key: str  # weights id in the run key
     verified: Optional[str]  # how the file's identity was checked, for the record
+    source: Optional[str] = None  # where the weights came from: URL, mirror or path (None: a given model)
+
+    @property
+    def is_verified(self) -> bool:
+        return bool(self.verified) and str(self.verified).startswith("verified")
 
 
-def resolve_weights(entry: ZooEntry, checkpoint, model) -> Weights:
+def resolve_weights(entry: ZooEntry, checkpoint, model, sha256: Optional[str] = None) -> Weights:
     """The model with its weights, and how they are identified.
 
     A given ``model`` without ``checkpoint`` is identified by its state's hash; otherwise the
-    checkpoint (default: the entry's published URL, downloaded once into the cache and checked
-    against its published hash prefix) is loaded strictly into ``model`` or a freshly built one
-    and identified by its file's sha256.
+    checkpoint (default: the entry's published URL, from the cache, the mirror or downloaded:
+    ``checkpoints.resolve_published``) is loaded strictly into ``model`` or a freshly built one
+    and identified by its file's sha256. A given checkpoint is verified against ``sha256`` when
+    given (a mismatch is refused), else against the entry's published hash by its content,
+    whatever its file name (no match: unverified, and said so).
     """
     given_code = None if model is None else model_code_sha256(model)  # a given model's own code, keyed too
     if model is not None and checkpoint is None:
         return Weights(model, None, f"state:{state_dict_sha256(model)};code:{given_code}", "given model (state hash)")
-    expected = None
-    if checkpoint is None:
-        checkpoint, expected = entry.checkpoint.url, entry.checkpoint.sha256_prefix
-    if checkpoint is None:
+    published = entry.checkpoint.sha256_prefix
+    if checkpoint is None and entry.checkpoint.url is None:
         raise UserError(
             f"entry '{entry.name}' has no published checkpoint: pass --checkpoint FILE "
             "(smoke entries: train one with `i3dbench train`, or let `i3dbench run` do it)"
         )
-    from .checkpoints import load_checkpoint, resolve_checkpoint
+    from .checkpoints import load_checkpoint, resolve_checkpoint, resolve_published
 
     if model is None:
         from .models import build_model
 
         model = build_model(entry)
-    # A URL is downloaded into the cache once; the published hash prefix is checked when known.
-    resolved = resolve_checkpoint(checkpoint, sha256=expected)
+    if checkpoint is None:  # the published one: cache, mirror or download, checked against its hash
+        resolved = resolve_published(entry.checkpoint.url, published)
+        verification = resolved.verification
+    else:
+        resolved = resolve_checkpoint(checkpoint, sha256=sha256)
+        verification = resolved.verification
+        if sha256 is None and published and resolved.sha256.startswith(published.lower()):
+            verification = f"verified: sha256 prefix {published} (the entry's published checkpoint, by content)"
+        elif not resolved.verified:
+            verification = ("unverified: not the entry's published checkpoint (sha256 " + resolved.sha256[:12]
+                            + "...; pass --sha256 to check another file)" if published else
+                            "unverified: no hash given (--sha256)")
     load_checkpoint(model, resolved.path, strict=True)
     key = resolved.sha256 if given_code is None else f"{resolved.sha256};code:{given_code}"
-    return Weights(model, resolved.sha256, key, resolved.verification)
+    return Weights(model, resolved.sha256, key, verification, resolved.source)
 
 
 # --------------------------------------------------------------------------- evaluate
@@ -382,6 +400,7 @@ class EvalSpec:
     model: Optional[torch.nn.Module] = None
     average_clips: Optional[str] = None
     precision: str = "fp32"
+    sha256: Optional[str] = None  # the hash (or a prefix of 8+ hex digits) a given checkpoint must have
 
 
 @dataclass
@@ -437,6 +456,7 @@ def evaluate_many(
     max_failures: int = 0,
     resume_search: Optional[list] = None,
     intersect_with=None,
+    allow_layout_mismatch: bool = False,
 ) -> list[EvalResult]:
     """Evaluate several models that share one test input: every video is decoded once, its
     views built once (per normalisation), and each model gets its own run key, predictions
@@ -459,6 +479,10 @@ def evaluate_many(
     ``max_failures``: how many videos may fail to decode before an evaluation is incomplete.
     ``intersect_with``: a reference list (video/rawframe list or K400 CSV): only the listed videos
     that it also holds are evaluated; the record names what was left out.
+    The first videos of the list are probed (``data.layout``): frames of another layout than the
+    entries' (rawframes vs videos, 340x256 vs a short side of 256) are refused with a UserError
+    naming them, unless ``allow_layout_mismatch`` (then recorded, and never compared with the
+    published numbers). Records keep the frame sizes seen (min/median/max) and the absolute data root.
     Returns one :class:`EvalResult` per spec; records are written by rank 0 only.
     """
     from .loader import decode_key
@@ -492,6 +516,7 @@ def evaluate_many(
         ensure_writable(run.records)
 
     restriction, data_warnings = None, []
+    frames = {"probe": [], "sizes": {}, "mismatch": None}  # what the frames looked like (data.layout)
     if dataset is None:
         from .data.dataset import build_dataset
         from .data.validate import validate_records
@@ -506,6 +531,7 @@ def evaluate_many(
             restriction = restrict_to_reference(dataset.records, intersect_with, str(ann_file), entries[0].data.format)
             dataset.records = restriction.kept
         data_warnings = [str(w) for w in validate_records(dataset.records, entries[0], data_root, ann_file).warnings]
+        frames["mismatch"] = _check_layout(entries[0], dataset, data_root, ann_file, allow_layout_mismatch, frames)
         if progress and rank == 0:
             for w in data_warnings[:20]:
                 print(f"warning: {w}", file=sys.stderr)
@@ -521,7 +547,7 @@ def evaluate_many(
 
     jobs = []
     for s, e, as_published in zip(specs, entries, published):
-        weights = resolve_weights(e, s.checkpoint, s.model)
+        weights = resolve_weights(e, s.checkpoint, s.model, s.sha256)
         average = s.average_clips or e.test.average_clips
         parts = run_key_parts(e, weights=weights.key, dataset=fingerprint, average_clips=average,
                               precision=s.precision, device=device, decoder=decoder_name,
@@ -538,10 +564,10 @@ def evaluate_many(
         _resume(jobs, run, fresh, resume_search, rank, world, num_listed)
         everything = sorted(set().union(*(job.todo for job in jobs)))
         _run_models(jobs, dataset, everything[rank::world], per_video_views, device, batch_views, num_workers,
-                    progress and rank == 0)
+                    progress and rank == 0, frames["sizes"])
         return [_finish(job, run, rank, world, num_listed, dataset, fingerprint, decoder_obj, per_video_views,
                         batch_views, write, started, int(max_failures), data_root, ann_file, restriction,
-                        data_warnings) for job in jobs]
+                        data_warnings, frames) for job in jobs]
     finally:
         for job in jobs:
             if job.lock is not None:
@@ -574,7 +600,7 @@ def _resume(jobs: list[_Job], run: RunDir, fresh: bool, resume_search, rank: int
 
 
 def _finish(job: _Job, run, rank, world, num_listed, dataset, fingerprint, decoder_obj, per_video_views, batch_views,
-            write, started, max_failures, data_root, ann_file, restriction, data_warnings) -> EvalResult:
+            write, started, max_failures, data_root, ann_file, restriction, data_warnings, frames) -> EvalResult:
     """Gather the job's rows, seal its predictions, and write its record."""
     entry = job.entry
     mine = dict(job.reused)
@@ -599,8 +625,11 @@ def _finish(job: _Job, run, rank, world, num_listed, dataset, fingerprint, decod
 
     metrics = metrics_from_rows(rows, num_listed)
     failures = [{k: rows[i][k] for k in ("i", "video", "label", "error")} for i in sorted(rows) if "error" in rows[i]]
-    comparison = (compare_with_published(job.published or entry, metrics, protocol_label(entry, job.average_clips))
-                  if metrics.get("num_videos") else {})
+    comparison = (compare_with_published(job.published or entry, metrics, protocol_label(entry, job.average_clips),
+                                         frames["mismatch"]) if metrics.get("num_videos") else {})
+    seen_sizes: dict = {}
+    for part in _all_gather(frames["sizes"], world):
+        seen_sizes.update(part)
     obtained = ({"how": "resumed", "rows_reused": reused_count, "reused_from": sorted(set(job.sources)),
                  "rows_computed": len(rows) - reused_count}
                 if reused_count else {"how": "computed", "rows_computed": len(rows)})
@@ -612,7 +641,10 @@ def _finish(job: _Job, run, rank, world, num_listed, dataset, fingerprint, decod
     result = EvalResult(
         entry=entry.name, metrics=metrics, num_listed=num_listed, num_evaluated=metrics["num_videos"],
         failures=failures, predictions_path=job.final_path, record_path=None, comparison=comparison, run_key=job.key,
-        obtained=obtained, conditions=conditions, max_failures=max_failures,
+        obtained=obtained, conditions=conditions, max_failures=max_failures, weights_source=job.weights.source,
+        restricted=None if restriction is None else {"reference": str(restriction.comparison.reference),
+                                                     "kept": len(restriction.kept),
+                                                     "dropped": len(restriction.dropped)},
     )
     if write and rank == 0:
         method = {
@@ -636,9 +668,14 @@ def _finish(job: _Job, run, rank, world, num_listed, dataset, fingerprint, decod
             "failures": failures,
             "comparison": comparison,
             "per_video": per_video(rows, num_listed),
-            "data_root": str(data_root) if data_root is not None else None,
-            "ann_file": str(ann_file) if ann_file is not None else None,
+            "data_root": str(Path(data_root).resolve()) if data_root is not None else None,
+            "ann_file": str(Path(ann_file).resolve()) if ann_file is not None else None,
+            "frame_sizes": {"evaluated": size_summary(seen_sizes.values()),  # this run's decoded videos
+                            "probe": [dataclasses.asdict(p) for p in frames["probe"]]},
+            "layout_mismatch": frames["mismatch"],
             "weights": "checkpoint" if job.weights.sha256 else job.weights.key,
+            "weights_source": {"source": job.weights.source, "verified": job.weights.is_verified,
+                               "verification": job.weights.verified},
             "data_warnings": data_warnings[:100],
         }
         if restriction is not None:
@@ -650,15 +687,34 @@ def _finish(job: _Job, run, rank, world, num_listed, dataset, fingerprint, decod
     return result
 
 
+def _check_layout(entry: ZooEntry, dataset, data_root, ann_file, allow: bool, frames: dict) -> Optional[str]:
+    """Probe the first videos (``data.layout``); refuse frames of another layout than ``entry``'s
+    unless ``allow``. Returns the mismatch (recorded) or None."""
+    from .data.layout import layout_problem, probe_sizes
+
+    frames["probe"] = probe_sizes(dataset.records, data_root, dataset.decoder)
+    problem = layout_problem(entry, frames["probe"])
+    if problem and not allow:
+        raise UserError(f"{ann_file} under {data_root}: {problem}: point --data-root/--ann at a copy of that layout "
+                        "(README: Your Kinetics-400 copy; `i3dbench data extract VIDEOS OUT --layout 340x256|short256` "
+                        "makes rawframes from videos), or pass --allow-layout-mismatch to evaluate anyway (recorded; "
+                        "the record is then never compared with the published numbers)")
+    if problem:
+        print(f"warning: {problem} (--allow-layout-mismatch: evaluated anyway, not comparable with the published "
+              "numbers)", file=sys.stderr)
+    return problem
+
+
 def device_of(net: torch.nn.Module) -> str:
     p = next(iter(net.parameters()), None)
     return str(p.device) if p is not None else "cpu"
 
 
 def _run_models(jobs: list[_Job], dataset, todo: list[int], per_video_views: int, device: str, batch_views, num_workers,
-                progress: bool) -> None:
+                progress: bool, sizes: Optional[dict] = None) -> None:
     """Decode each video of ``todo`` once, build its views once per normalisation, and run the
-    models that still need it; each job's rows are appended to its partial file as they come."""
+    models that still need it; each job's rows are appended to its partial file as they come.
+    ``sizes``: filled with index -> (width, height) of every decoded video's frames."""
     from torch.utils.data import DataLoader, Subset
     from tqdm import tqdm
 
@@ -690,6 +746,8 @@ def _run_models(jobs: list[_Job], dataset, todo: list[int], per_video_views: int
                 for item, label, index in batch:
                     video = str(dataset.records[index].path)
                     if isinstance(item, (torch.Tensor, DecodedVideo)):
+                        if sizes is not None and isinstance(item, DecodedVideo) and item.frames.dim() == 4:
+                            sizes[int(index)] = (int(item.frames.shape[2]), int(item.frames.shape[1]))
                         ok.append((item, int(label), int(index), video))
                         continue
                     reason = str(getattr(item, "reason", None) or item)  # a DecodeFailure

@@ -449,9 +449,9 @@ def tiny_videos(tmp_path_factory):
     from i3dbench.data.synthetic import CLASSES, generate_synthetic, synthetic_paths
 
     root = tmp_path_factory.mktemp("synthetic")
-    generate_synthetic(root, videos_per_class=1, val_videos_per_class=2, num_frames=20, sizes=("short256",),
+    generate_synthetic(root, videos_per_class=1, val_videos_per_class=2, num_frames=20, sizes=("340x256",),
                        formats=("videos",), classes=CLASSES[:3], workers=1, progress=False)
-    data_root, ann = synthetic_paths(root, "videos", "short256", "val")
+    data_root, ann = synthetic_paths(root, "videos", "340x256", "val")
     (data_root / "broken.mp4").write_bytes(b"not a video")
     with open(ann, "a") as f:
         f.write("broken.mp4 1\n")

@@ -44,7 +44,7 @@ def _version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import compare, data, loop, perf, sweep, train, zoo
+    from . import compare, data, fetch, loop, perf, sweep, train, zoo
 
     parser = argparse.ArgumentParser(
         prog="i3dbench",
@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"i3dbench {_version()}")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an internal error")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (zoo, data, loop, sweep, train, perf, compare):
+    for module in (zoo, data, loop, sweep, train, perf, compare, fetch):
         module.add_parsers(sub)
     return parser
 
@@ -101,15 +101,44 @@ def _one_line_warning(message, category, filename, lineno, line=None) -> str:
     return f"warning: {message}\n"
 
 
+EXIT_TERMINATED = 143  # 128 + SIGTERM, what shells and schedulers expect of a terminated program
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a scheduler's pre-emption), raised where the program is, so that it ends as
+    Ctrl-C does: the same cleanup (partial files kept, temporary files removed), a message, and
+    exit 143 (130 is kept for Ctrl-C, so a wrapper can tell who stopped it)."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
+def _catch_sigterm() -> list:
+    """Install the SIGTERM handler (main thread only); returns ``[previous handler]`` to restore, or []."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return []
+    return [signal.signal(signal.SIGTERM, _on_sigterm)]
+
+
 def main(argv: list[str] | None = None) -> int:
+    import signal
     import warnings
 
     warnings.formatwarning = _one_line_warning
     parser = build_parser()
     args = parser.parse_args(argv)  # bad usage: argparse prints it and exits 2
     command = " ".join(str(getattr(args, k)) for k in ("command", "zoo_command", "data_command") if getattr(args, k, None))
+    previous = _catch_sigterm()
     try:
         return int(args.func(args) or 0)
+    except Terminated:
+        print(f"i3dbench {command}: terminated by SIGTERM (finished work is kept; rerun the same command to resume)",
+              file=sys.stderr)
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         print(f"i3dbench {command}: interrupted (finished work is kept; rerun the same command to resume)",
               file=sys.stderr)
@@ -124,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except Exception:  # noqa: BLE001 - the boundary: anything else is a bug of ours
         return _internal(args, command)
+    finally:
+        for handler in previous:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if handler is None else handler)
 
 
 def _internal(args, command: str) -> int:

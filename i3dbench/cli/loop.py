@@ -20,17 +20,39 @@ def _obtained_line(obtained: dict) -> str:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from ..evaluate import EvalSpec, evaluate_many
-    from ..loader import group_by_input
-    from ..runner import smoke_checkpoint, smoke_data
     from ..runs import check_output, open_run_dir
 
     entries = [resolve_entry(name, args.zoo) for name in args.names]
     if args.checkpoint is not None and len(entries) > 1:
         raise UsageError("--checkpoint names one file: give one entry with it, or evaluate each entry's own checkpoint")
+    if args.sha256 is not None and args.checkpoint is None:
+        raise UsageError("--sha256 checks the file given with --checkpoint: give both (an entry's published "
+                         "checkpoint is always checked against its published hash)")
     if args.out is not None:
         check_output(args.out, inputs=[args.data_root, args.ann, args.checkpoint, args.intersect_with, args.zoo])
+    existed = args.out is not None and Path(args.out).exists()
     run = open_run_dir(args.out)
+    try:
+        return _eval_groups(args, entries, run)
+    except BaseException:
+        _remove_if_empty(run.path, existed)  # a failed eval leaves no empty run folder behind
+        raise
+
+
+def _remove_if_empty(path: Path, existed: bool) -> None:
+    """Remove the run folder this command created when no file was written into it."""
+    import shutil
+
+    if existed or not path.is_dir() or any(p.is_file() for p in path.rglob("*")):
+        return
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _eval_groups(args: argparse.Namespace, entries, run) -> int:
+    from ..evaluate import EvalSpec, evaluate_many
+    from ..loader import group_by_input
+    from ..runner import smoke_checkpoint, smoke_data
+
     worst = 0
     # Entries that share their test input are evaluated together: one decode per video for all.
     for group in group_by_input(entries):
@@ -45,11 +67,13 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             checkpoint = args.checkpoint
             if checkpoint is None and e.dataset == "synthetic" and e.checkpoint.url is None:
                 checkpoint = smoke_checkpoint(e, train_if_missing=False)  # shipped ones: evaluate() checks the hash
-            specs.append(EvalSpec(e, checkpoint=checkpoint, average_clips=args.average_clips, precision=args.precision))
+            specs.append(EvalSpec(e, checkpoint=checkpoint, average_clips=args.average_clips, precision=args.precision,
+                                  sha256=args.sha256))
         results = evaluate_many(
             specs, data_root, ann, views=args.views, device=args.device, out=run, num_workers=args.workers,
             batch_views=args.batch_views, decoder=args.decoder, fresh=args.fresh, max_failures=args.max_failures,
             progress=not args.quiet, intersect_with=args.intersect_with,
+            allow_layout_mismatch=args.allow_layout_mismatch,
         )
         if int(os.environ.get("RANK", "0")) != 0:
             continue  # under torchrun rank 0 gathers and reports
@@ -67,6 +91,10 @@ def _print_eval(res) -> int:
               f"top-5 {fmt_interval(m.get('top5'), m.get('top5_interval'))} %, "
               f"mean class {m['mean_class_accuracy']:.2f} % | evaluated {res.num_evaluated} of {res.num_listed}"
               + (f" ({len(res.failures)} failed to decode)" if res.failures else ""))
+    if res.restricted is not None:
+        r = res.restricted
+        print(f"  --intersect-with {r['reference']}: {r['kept']} of the {r['kept'] + r['dropped']} listed videos are in "
+              f"it, {r['dropped']} dropped (not evaluated; their names are in the record)")
     for key, c in res.comparison.items():
         if c.get("comparable") is False:  # another protocol: shown, never held against the published number
             print(f"  {key}: published {c['published']:.2f}: {c['why']}")
@@ -74,6 +102,11 @@ def _print_eval(res) -> int:
         print(f"  {key}: published {c['published']:.2f}, delta {c['delta']:+.2f}, "
               f"{'within' if c['within'] else 'OUTSIDE'} tolerance {c['tolerance']:g} "
               f"(exact 95% [{c['interval'][0]:.2f}, {c['interval'][1]:.2f}])")
+    verification = str(res.conditions.get("checkpoint_verified") or "")
+    if verification.startswith("unverified"):
+        print(f"  WARNING: unverified weights ({verification}): {res.weights_source}")
+    elif verification.startswith("verified"):
+        print(f"  weights: {verification}: {res.weights_source}")
     print(f"  {_obtained_line(res.obtained)} | run key {res.run_key}")
     print(f"  predictions {res.predictions_path}" + (f" | record {res.record_path}" if res.record_path else ""))
     reason = res.incomplete_reason()
@@ -215,6 +248,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--data-root", type=Path, help="folder the list's paths are relative to (smoke: the synthetic set)")
     p.add_argument("--ann", type=Path, help="video or rawframe list of the test videos")
     p.add_argument("--checkpoint", help="checkpoint file or URL (default: the entry's published checkpoint)")
+    p.add_argument("--sha256", metavar="HEX",
+                   help="the sha256 (or its first 8+ hex digits) the --checkpoint file must have; without it a local "
+                   "file is verified against the entry's published hash by its content, whatever its name")
     p.add_argument("--views", help="CLIPSxCROPS override of the test protocol, e.g. 10x3 or 1x1")
     p.add_argument("--average-clips", choices=["prob", "score"], help="view averaging (default: the entry's, prob)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (under torchrun: cuda = the local rank's GPU)")
@@ -229,6 +265,9 @@ def add_parsers(sub) -> None:
                    "also holds; the record names what was left out")
     p.add_argument("--max-failures", type=positive_int.allow_zero, default=0,
                    help="videos allowed to fail to decode before the evaluation is incomplete (exit 2; default 0)")
+    p.add_argument("--allow-layout-mismatch", action="store_true",
+                   help="evaluate frames of another layout than the entry's (340x256 vs short side 256, rawframes vs "
+                   "videos; refused by default); recorded, and never compared with the published numbers")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_eval)
 

@@ -1,0 +1,89 @@
+"""The small things of the eval path (issue 19, item 7), through the real CLI: SIGTERM ends like
+Ctrl-C (a message, exit 143), a failed eval leaves no empty run folder, and the summary says how
+many listed videos --intersect-with dropped."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from cli_harness import run_cli
+
+REPO = Path(__file__).resolve().parent.parent
+SMOKE = "smoke_i3d_tiny_video"
+
+
+@pytest.mark.parametrize("sig, rc, words", [(signal.SIGTERM, 143, "terminated by SIGTERM"),
+                                            (signal.SIGINT, 130, "interrupted")])
+def test_sigterm_ends_like_sigint_with_a_message(tmp_path, sig, rc, words):
+    env = dict(os.environ, PYTHONPATH=str(REPO), I3DBENCH_RUNS=str(tmp_path / "runs"))
+    proc = subprocess.Popen([sys.executable, "-m", "i3dbench.cli", "bench", SMOKE, "--protocol", "fast",
+                             "--min-seconds", "120", "--no-memory", "--out", str(tmp_path / "run")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
+    try:
+        time.sleep(12)  # imports done, timing under way
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == rc, (out, err)
+    assert f"i3dbench bench: {words}" in err and "Traceback" not in err + out
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from i3dbench.checkpoints import save_checkpoint
+    from i3dbench.data.synthetic import CLASSES, generate_synthetic, synthetic_paths
+    from i3dbench.models import build_model
+
+    root = tmp_path_factory.mktemp("small")
+    generate_synthetic(root, videos_per_class=1, val_videos_per_class=1, num_frames=20, sizes=("340x256",),
+                       formats=("videos",), classes=CLASSES[:3], workers=1, progress=False)
+    data_root, ann = synthetic_paths(root, "videos", "340x256", "val")
+    torch.manual_seed(0)
+    return data_root, ann, save_checkpoint(root / "tiny.pth", build_model(SMOKE))
+
+
+def test_a_failed_eval_leaves_no_empty_run_folder(tiny, tmp_path):
+    data_root, ann, ckpt = tiny
+    runs = Path(os.environ["I3DBENCH_RUNS"])
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(b"not a checkpoint")
+    before = set(runs.iterdir()) if runs.exists() else set()
+    run_cli(["eval", SMOKE, "--data-root", str(data_root), "--ann", str(ann), "--checkpoint", str(bad), "--quiet",
+             "--workers", "0"], expect_rc=2, must_name=[str(bad)])
+    after = set(runs.iterdir()) if runs.exists() else set()
+    assert after == before, f"left behind: {sorted(after - before)}"
+    out = tmp_path / "out"
+    run_cli(["eval", SMOKE, "--data-root", str(data_root), "--ann", str(ann), "--checkpoint", str(bad), "--quiet",
+             "--workers", "0", "--out", str(out)], expect_rc=2)
+    assert not out.exists()
+    # a folder the user made is left alone, and so is a run that wrote something
+    out.mkdir()
+    run_cli(["eval", SMOKE, "--data-root", str(data_root), "--ann", str(ann), "--checkpoint", str(bad), "--quiet",
+             "--workers", "0", "--out", str(out)], expect_rc=2)
+    assert out.is_dir()
+    run_cli(["eval", SMOKE, "--data-root", str(data_root), "--ann", str(ann), "--checkpoint", str(ckpt), "--quiet",
+             "--workers", "0"], expect_rc=0)
+    assert len(set(runs.iterdir()) - before) == 1
+
+
+def test_the_summary_says_how_many_videos_intersect_with_dropped(tiny, tmp_path):
+    data_root, ann, ckpt = tiny
+    lines = Path(ann).read_text().splitlines()
+    ref = tmp_path / "ref.txt"
+    ref.write_text("\n".join(lines[:-1]) + "\n")  # the reference lacks the last listed video
+    r = run_cli(["eval", SMOKE, "--data-root", str(data_root), "--ann", str(ann), "--checkpoint", str(ckpt), "--quiet",
+                 "--workers", "0", "--intersect-with", str(ref)], expect_rc=0)
+    n = len(lines)
+    assert f"evaluated {n - 1} of {n - 1}" in r.out
+    assert f"--intersect-with {ref}: {n - 1} of the {n} listed videos are in it, 1 dropped" in r.out
