@@ -72,7 +72,7 @@ class CompareSettings:
     add_rounds: int = 4  # rounds added at a time to the entries still UNKNOWN
     block_s: float = 0.4  # seconds of one revision's block
     threads: int = 1  # torch threads of each worker: 1 keeps a timing robust to one competing busy process
-    workers: int = 3  # worker processes per revision (see WorkerPool)
+    workers: int = 4  # worker processes per revision (see WorkerPool)
     min_block_iterations: int = 3
     checks: tuple = CHECKS
     seed: Optional[int] = None  # the random orders (None: fresh each compare)
@@ -168,12 +168,20 @@ class WorkerPool:
 
     Why several: two processes running the same code on this machine were measured up to ~10%
     apart for a whole compare (where a process's memory and core land stays with it), which no
-    number of rounds within one pair of processes can average out. Each speed round draws one
-    process of each revision at random, so that process-to-process differences become part of
-    the round-to-round noise that the interval accounts for, instead of a bias."""
+    number of rounds within one pair of processes can average out (on a machine loaded far beyond
+    its cores, ±20% between processes). Each speed round draws one process of each revision, in a
+    shuffled cycle, so that process-to-process differences become part of the round-to-round
+    noise that the interval accounts for, instead of a bias, and average out over the pool."""
 
     def __init__(self, rev: Revision, role: str, workers: list[RevisionWorker]):
         self.rev, self.role, self.workers = rev, role, workers
+
+    def draw(self, rng) -> RevisionWorker:
+        """The next process of a shuffled cycle through the pool: every process serves as many rounds as
+        the others (give or take one), in a random order, independently of the other revision's."""
+        if not getattr(self, "_cycle", None):
+            self._cycle = rng.sample(self.workers, len(self.workers))
+        return self._cycle.pop()
 
     @property
     def first(self) -> RevisionWorker:
@@ -355,7 +363,7 @@ def _paired_block(base_w, head_w, entry: str, settings: CompareSettings, rng) ->
     order, for ``2 * block_s`` seconds (at least ``min_block_iterations`` each): every head iteration has
     a base iteration next to it in time, so a burst of other work lands on both alike."""
     times: dict[str, list[float]] = {"base": [], "head": []}
-    chosen = [rng.choice(base_w.workers), rng.choice(head_w.workers)]
+    chosen = [base_w.draw(rng), head_w.draw(rng)]
     t0 = time.perf_counter()
     while len(times["base"]) < settings.min_block_iterations or time.perf_counter() - t0 < 2 * settings.block_s:
         pair = list(chosen)

@@ -55,8 +55,8 @@ def _common(p: argparse.ArgumentParser) -> None:
                                                            "(default max(30, --rounds))")
     p.add_argument("--block-seconds", type=positive_float, default=0.4,
                    help="seconds each revision's block of one round lasts (default 0.4)")
-    p.add_argument("--workers", type=positive_int, default=3,
-                   help="worker processes per revision for the speed rounds (default 3; each round draws one "
+    p.add_argument("--workers", type=positive_int, default=4,
+                   help="worker processes per revision for the speed rounds (default 4; each round draws one "
                         "of each revision, so that a difference between two processes is noise, not a bias)")
     p.add_argument("--threads", type=positive_int, default=1,
                    help="torch threads per worker (default 1: robust to one competing busy process)")
