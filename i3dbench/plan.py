@@ -31,6 +31,11 @@ It assumes decode time scales with the number of loading processes (enough cores
 A Kinetics-400 group without a copy has no list to probe: its decode cost is an *estimate* from
 the synthetic set of the same format and resolution (seconds per decoded frame x the distinct
 frames the group's sampler picks from a ``KINETICS_FRAMES``-frame video) and is labelled so.
+
+The plan has no side effects: when the synthetic set is not in the cache yet, it is not
+generated there (that is ``run``'s job): the probe runs on a throwaway copy of a few videos in a
+temporary folder, removed before the plan returns, and the videos are counted as the set
+``run`` would generate lists them.
 """
 
 from __future__ import annotations
@@ -212,32 +217,78 @@ def make_plan(entries: dict[str, ZooEntry], *, device: str = "cpu", k400=None, p
     """Probe every input group of ``entries`` (see the module docstring); nothing is evaluated."""
     import sys
 
-    from .loader import group_by_input, input_label
-    from .measure import architecture_key
-    from .runner import smoke_data
-
     def say(msg: str) -> None:
         if progress:
             print(msg, file=sys.stderr, flush=True)
 
     plan = Plan([], device, probe_videos)
+    scratch: dict = {}  # a throwaway synthetic set, when the cache has none (see _synthetic_input)
+    try:
+        _plan_groups(plan, entries, device, k400, probe_videos, model_s_per_video, assume_videos, say, scratch)
+    finally:
+        if "dir" in scratch:
+            import shutil
+
+            shutil.rmtree(scratch["dir"], ignore_errors=True)
+    return plan
+
+
+def _synthetic_input(entry: ZooEntry, scratch: dict):
+    """``(root, ann, videos)``: the synthetic val set in ``entry``'s format and resolution. The
+    cache's own set when it is there (``videos`` None: its list counts); else a throwaway copy of
+    3 videos in a temporary folder (``scratch["dir"]``, the caller removes it), with ``videos``
+    what the set ``run`` generates would list: nothing is written into the cache."""
+    import tempfile
+    from pathlib import Path
+
+    from .data.synthetic import CLASSES, DEFAULTS, generate_synthetic, synthetic_paths
+    from .runner import smoke_data
+
+    found = smoke_data(entry, "val", generate=False)
+    if found is not None:
+        return (*found, None)
+    fmt, res = entry.data.format, entry.data.resolution
+    if "dir" not in scratch:
+        scratch["dir"] = Path(tempfile.mkdtemp(prefix="i3dbench-plan-"))
+    where = scratch["dir"] / f"{fmt}-{res}"
+    if not where.exists():
+        generate_synthetic(where, seed=DEFAULTS["seed"], videos_per_class=1, val_videos_per_class=1,
+                           num_frames=DEFAULTS["num_frames"], sizes=(res,), formats=(fmt,), classes=CLASSES[:3],
+                           workers=1, progress=False)
+    return (*synthetic_paths(where, fmt, res, "val"), DEFAULTS["val_videos_per_class"] * len(CLASSES))
+
+
+def _plan_groups(plan: Plan, entries, device, k400, probe_videos, model_s_per_video, assume_videos, say,
+                 scratch: dict) -> None:
+    from .loader import group_by_input, input_label
+    from .measure import architecture_key
+
     forward_cache: dict = {}  # architecture_key -> s per view (entries of one architecture run at one speed)
     for group in group_by_input(entries.values()):
         first = group[0]
         basis: dict = {}
+        synthetic_videos = None
         if first.dataset == "synthetic":
-            root, ann = smoke_data(first)
+            root, ann, synthetic_videos = _synthetic_input(first, scratch)
             where = "measured"
         elif k400 is not None and k400[2] == first.data.format:
             root, ann = k400[0], k400[1]
             where = "measured"
         else:  # the synthetic set in the group's format and resolution stands in for the copy
-            root, ann = smoke_data(first)
+            root, ann, _ = _synthetic_input(first, scratch)
             where = "estimate"
         say(f"[plan] probing the input of {input_label(first)} ({where}) ...")
         probe = probe_input(first, root, ann, device=device, videos=probe_videos)
         norms = {(tuple(e.data.mean), tuple(e.data.std)) for e in group}
-        if where == "measured":
+        if where == "measured" and synthetic_videos is not None:
+            videos = synthetic_videos
+            basis["videos"] = (f"the synthetic val set `run` generates ({synthetic_videos} videos; not in the cache yet, "
+                               f"probed on a throwaway copy)")
+            decode_s, resize_s = probe["decode_s"], probe["resize_s"]
+            basis["decode"] = (f"measured: median of {probe['videos']} synthetic videos ({probe['decoder']}, "
+                               f"{probe['frames_per_video']:.0f} frames each), one process")
+            basis["resize"] = "measured: resize of those frames, CPU"
+        elif where == "measured":
             videos = probe["listed"]
             basis["videos"] = f"listed in {ann}"
             decode_s, resize_s = probe["decode_s"], probe["resize_s"]
@@ -280,7 +331,6 @@ def make_plan(entries: dict[str, ZooEntry], *, device: str = "cpu", k400=None, p
                                f"views ({probe['views_s']:.3f} s x {len(norms)} normalisation(s))")
         plan.costs.append(GroupCost(input_label(first), [e.name for e in group], videos, decode_s, resize_s,
                                     forwards + views_s, basis))
-    return plan
 
 
 def fmt_seconds(s: Optional[float]) -> str:

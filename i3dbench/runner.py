@@ -90,10 +90,13 @@ def select_entries(entries: dict[str, ZooEntry], only: Optional[str]) -> dict[st
     return chosen
 
 
-def smoke_data(entry: ZooEntry, split: str = "val") -> tuple[Path, Path]:
-    """(data_root, ann_file) of the synthetic set in the entry's format/resolution (generated if missing)."""
-    from .data.synthetic import ensure_synthetic, synthetic_paths
+def smoke_data(entry: ZooEntry, split: str = "val", generate: bool = True) -> Optional[tuple[Path, Path]]:
+    """(data_root, ann_file) of the synthetic set in the entry's format/resolution (generated if
+    missing; with ``generate=False`` None instead: `run --plan` writes nothing into the cache)."""
+    from .data.synthetic import _is_current, default_synthetic_root, ensure_synthetic, synthetic_paths
 
+    if not generate and not _is_current(default_synthetic_root()):
+        return None
     return synthetic_paths(ensure_synthetic(), entry.data.format, entry.data.resolution, split)
 
 

@@ -87,3 +87,21 @@ def test_the_summary_says_how_many_videos_intersect_with_dropped(tiny, tmp_path)
     n = len(lines)
     assert f"evaluated {n - 1} of {n - 1}" in r.out
     assert f"--intersect-with {ref}: {n - 1} of the {n} listed videos are in it, 1 dropped" in r.out
+
+
+def test_plan_writes_nothing_into_the_cache(tmp_path, monkeypatch):
+    """`run --plan` with an empty cache: the plan is printed, the synthetic set is not generated
+    (that is `run`'s job; the probe ran on a throwaway copy, removed), no run folder is made."""
+    import tempfile
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    monkeypatch.setenv("I3DBENCH_CACHE", str(cache))
+    monkeypatch.delenv("I3DBENCH_K400_ROOT", raising=False)
+    scratch_before = set(Path(tempfile.gettempdir()).glob("i3dbench-plan-*"))
+    r = run_cli(["run", "--plan", "--only", SMOKE, "--probe-videos", "1", "--quiet", "--out", str(tmp_path / "never")],
+                expect_rc=0, watch=[REPO / "results", REPO / "zoo"])
+    assert "the synthetic val set `run` generates (64 videos; not in the cache yet" in r.out
+    assert not (cache / "synthetic").exists() and [p.name for p in cache.iterdir()] == []
+    assert not (tmp_path / "never").exists()
+    assert set(Path(tempfile.gettempdir()).glob("i3dbench-plan-*")) == scratch_before

@@ -85,7 +85,7 @@ def world(tmp_path, monkeypatch):
                        formats=("videos", "rawframes"), classes=CLASSES[:3], workers=1, progress=False)
     # The main process computes each job's data paths (jobs get them as arguments, not from here).
     monkeypatch.setattr(runner, "smoke_data",
-                        lambda e, split="val": synthetic_paths(root, e.data.format, e.data.resolution, split))
+                        lambda e, split="val", generate=True: synthetic_paths(root, e.data.format, e.data.resolution, split))
     monkeypatch.setattr(provenance, "environment_report", lambda: "env\n")  # collect_env takes seconds
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
