@@ -87,6 +87,7 @@ class Check:
     record: str = ""
     p: Optional[float] = None  # raw one-sided p-value, adjusted across the run (Holm)
     material: bool = False  # the change is beyond the tolerance (speed) / a drop (accuracy)
+    unverified: bool = False  # the record's weights were not verified against a known hash (shown with a mark)
 
     @property
     def entry(self) -> str:
@@ -180,8 +181,10 @@ def off_protocol(entry: ZooEntry, rec: dict) -> Optional[str]:
 
 def _base_check(rec: dict, metric: str, source: str, entries: list[str]) -> Check:
     _, kind, device, protocol, precision, _, _ = comparison_key(rec)
+    verified = str(rec["conditions"].get("checkpoint_verified") or "")
     return Check(entries=entries, kind=kind, device=device, protocol=protocol, precision=precision, metric=metric,
-                 source=source, reference=None, measured=None, record=rec.get("_file", ""))
+                 source=source, reference=None, measured=None, record=rec.get("_file", ""),
+                 unverified=verified.startswith("unverified"))
 
 
 def _coverage_problem(rec: dict) -> Optional[str]:
@@ -614,7 +617,8 @@ def format_checks(checks: list[Check]) -> str:
     from tabulate import tabulate
 
     def entry_cell(c: Check) -> str:
-        return c.entry + (f" (+{len(c.entries) - 1} sharing)" if len(c.entries) > 1 else "")
+        return (c.entry + (f" (+{len(c.entries) - 1} sharing)" if len(c.entries) > 1 else "")
+                + (" [unverified weights]" if c.unverified else ""))
 
     rows = [[entry_cell(c), c.kind, c.device, c.protocol, c.precision, c.metric, c.source,
              "—" if c.reference is None else f"{c.reference:.4g}", "—" if c.measured is None else f"{c.measured:.4g}",

@@ -404,6 +404,20 @@ def test_frames_of_another_layout_are_not_comparable(tmp_path):
     assert not res.regressions and len(res.not_comparable) == 2
 
 
+def test_unverified_weights_are_marked_in_the_gate_table(tmp_path, capsys):
+    from i3dbench.gate import format_checks
+
+    rec = eval_rec(K400, [True] * 50)
+    rec["conditions"]["checkpoint_verified"] = "unverified: not the entry's published checkpoint (sha256 ab12...)"
+    res = _gate(tmp_path, [rec])
+    assert all(c.unverified for c in res.checks)
+    assert f"{K400} [unverified weights]" in format_checks(res.checks)
+    ok = eval_rec(K400, [True] * 50)
+    ok["conditions"]["checkpoint_verified"] = "verified: sha256 prefix c25ef9a4"
+    res = _gate(tmp_path / "ok", [ok])
+    assert "unverified" not in format_checks(res.checks)
+
+
 def test_published_speed_and_memory_judge_gpu_records_only(tmp_path):
     fast_enough = bench_rec(K400, _times(1 / 1.9), protocol="published", device="cuda", train_mb=5000.0,
                             kind="cuda_max_memory_allocated")
