@@ -271,8 +271,8 @@ def _plan_groups(plan: Plan, entries, device, k400, probe_videos, model_s_per_vi
         if first.dataset == "synthetic":
             root, ann, synthetic_videos = _synthetic_input(first, scratch)
             where = "measured"
-        elif k400 is not None and k400[2] == first.data.format:
-            root, ann = k400[0], k400[1]
+        elif k400 is not None and k400.for_entry(first) is not None:  # data.k400copy.K400Copy
+            root, ann = k400.for_entry(first)
             where = "measured"
         else:  # the synthetic set in the group's format and resolution stands in for the copy
             root, ann, _ = _synthetic_input(first, scratch)

@@ -8,8 +8,9 @@ Without a Kinetics-400 copy or a GPU (the embedded default) it
    the memory of one iteration and of a training step,
 4. measures the full-size zoo on the CPU once per architecture (measure.measure_zoo_cpu),
 5. renders the run's tables and figures into ``<run>/report/`` and prints the zoo table.
-With ``I3DBENCH_K400_ROOT`` + ``I3DBENCH_K400_ANN`` and a GPU it also evaluates every K400 entry
-whose data format matches the copy, and benches every entry under both protocols on the GPU.
+With a Kinetics-400 copy (``--data`` / ``I3DBENCH_K400``: a YAML naming each layout, see
+data/k400copy.py; or ``I3DBENCH_K400_ROOT`` + ``I3DBENCH_K400_ANN`` for one layout) and a GPU it also
+evaluates every K400 entry whose layout the copy holds, and benches every entry under both protocols on the GPU.
 
 With ``launcher="slurm"`` (``--launcher slurm``, launch.py) each input group's evaluation is one
 Slurm job and the bench step one more, all writing into the same (shared) run folder; this
@@ -293,16 +294,17 @@ def eval_tasks(entries: dict[str, ZooEntry], run: RunDir, device: str, *, num_wo
     tasks = [EvalGroupTask(g, *smoke_data(g[0]), run, device, num_workers, smoke=True, train_missing=train_missing,
                            progress=progress) for g in group_by_input(smoke)]
     skipped, runnable = [], []
-    for e in full:
+    for e in full:  # k400: a data.k400copy.K400Copy, each entry's layout from it
         if k400 is None:
-            skipped.append((f"eval {e.name}", "no Kinetics-400 copy (set I3DBENCH_K400_ROOT and I3DBENCH_K400_ANN)"))
+            skipped.append((f"eval {e.name}", "no Kinetics-400 copy (describe it in a YAML named by I3DBENCH_K400, "
+                                              "or set I3DBENCH_K400_ROOT and I3DBENCH_K400_ANN for one layout)"))
         elif not device.startswith("cuda"):
             skipped.append((f"eval {e.name}", "30-view Kinetics-400 evaluation needs a GPU"))
-        elif e.data.format != k400[2]:
-            skipped.append((f"eval {e.name}", f"the Kinetics-400 copy holds {k400[2]}, the entry reads {e.data.format}"))
+        elif k400.for_entry(e) is None:
+            skipped.append((f"eval {e.name}", k400.why_not(e)))
         else:
             runnable.append(e)
-    tasks += [EvalGroupTask(g, k400[0], k400[1], run, device, num_workers, progress=progress)
+    tasks += [EvalGroupTask(g, *k400.for_entry(g[0]), run, device, num_workers, progress=progress)
               for g in group_by_input(runnable)]
     return tasks, skipped
 
@@ -320,6 +322,7 @@ def run_all(
     launcher: str = "local",
     slurm=None,
     sweep: bool = True,
+    data=None,
 ) -> RunSummary:
     """Do everything this machine can (see the module docstring); returns what happened.
 
@@ -347,7 +350,9 @@ def run_all(
     from .provenance import environment_report
     from .report import DEFAULT_HISTORY, render_report, zoo_table_markdown
 
-    k400 = k400_copy()
+    from .data.k400copy import find_copy
+
+    k400 = find_copy(data)  # --data / I3DBENCH_K400 (one YAML, every layout) or I3DBENCH_K400_ROOT/_ANN (one layout)
     run = open_run_dir(out)
     from .runs import ensure_writable
 

@@ -28,10 +28,12 @@ EPILOG = """exit codes:
   1    a regression (gate, compare)
   2    cannot judge, bad usage or bad input (one line names the file, field or value to fix)
   3    internal error (a bug; the traceback file is named, or shown with --debug)
-  130  interrupted (resumable work is kept)
+  130  interrupted by Ctrl-C, 143 terminated by SIGTERM (resumable work is kept)
 
 environment: I3DBENCH_CACHE (checkpoints, synthetic set; default ~/.cache/i3dbench),
-I3DBENCH_RUNS (run folders; default ./runs), I3DBENCH_K400_ROOT / I3DBENCH_K400_ANN (a Kinetics-400 copy)"""
+I3DBENCH_RUNS (run folders; default ./runs), I3DBENCH_K400 (a YAML describing your Kinetics-400 copy, every
+layout) or I3DBENCH_K400_ROOT / I3DBENCH_K400_ANN (one layout), I3DBENCH_CHECKPOINT_MIRROR (a base URL or
+folder replacing the published checkpoints' host)"""
 
 
 def _version() -> str:

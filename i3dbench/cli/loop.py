@@ -57,11 +57,12 @@ def _eval_groups(args: argparse.Namespace, entries, run) -> int:
     # Entries that share their test input are evaluated together: one decode per video for all.
     for group in group_by_input(entries):
         first = group[0]
-        data_root, ann = args.data_root, args.ann
+        data_root, ann, reference = args.data_root, args.ann, args.intersect_with
         if first.dataset == "synthetic" and (data_root is None or ann is None):
             data_root, ann = smoke_data(first)  # the synthetic val split
-        if data_root is None or ann is None:
-            raise UsageError(f"eval {first.name}: --data-root and --ann are needed for a {first.dataset} entry")
+        if (data_root is None or ann is None) and first.dataset != "synthetic":
+            data_root, ann, described = _copy_for(first, args.data)
+            reference = reference or described  # the description's reference_ids: only videos it lists
         specs = []
         for e in group:
             checkpoint = args.checkpoint
@@ -72,7 +73,7 @@ def _eval_groups(args: argparse.Namespace, entries, run) -> int:
         results = evaluate_many(
             specs, data_root, ann, views=args.views, device=args.device, out=run, num_workers=args.workers,
             batch_views=args.batch_views, decoder=args.decoder, fresh=args.fresh, max_failures=args.max_failures,
-            progress=not args.quiet, intersect_with=args.intersect_with,
+            progress=not args.quiet, intersect_with=reference,
             allow_layout_mismatch=args.allow_layout_mismatch,
         )
         if int(os.environ.get("RANK", "0")) != 0:
@@ -80,6 +81,21 @@ def _eval_groups(args: argparse.Namespace, entries, run) -> int:
         for res in results:
             worst = max(worst, _print_eval(res))
     return worst
+
+
+def _copy_for(entry, data) -> tuple:
+    """(root, list, reference_ids or None) of ``entry``'s layout in the user's Kinetics-400 copy (``--data``, ``I3DBENCH_K400``, or
+    ``I3DBENCH_K400_ROOT``/``_ANN``), or a UsageError saying what to give."""
+    from ..data.k400copy import find_copy
+
+    copy = find_copy(data)
+    if copy is None:
+        raise UsageError(f"eval {entry.name}: --data-root and --ann are needed for a {entry.dataset} entry, or a "
+                         "description of your copy: --data FILE or I3DBENCH_K400=FILE (README: Your Kinetics-400 copy)")
+    found = copy.for_entry(entry)
+    if found is None:
+        raise UsageError(f"eval {entry.name}: {copy.why_not(entry)}")
+    return (*found, copy.reference)
 
 
 def _print_eval(res) -> int:
@@ -186,7 +202,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return _plan(args, slurm)
     summary = run_all(zoo=args.zoo, only=args.only, out=args.out, device=args.device, progress=not args.quiet,
                       measure=not args.no_bench, num_workers=args.workers, launcher=args.launcher, slurm=slurm,
-                      sweep=not args.no_sweep)
+                      sweep=not args.no_sweep, data=args.data)
     print(summary.describe())
     return summary.exit_code
 
@@ -196,12 +212,13 @@ def _plan(args: argparse.Namespace, slurm) -> int:
 
     from ..evaluate import check_device
     from ..plan import describe, make_plan, project
-    from ..runner import k400_copy, select_entries
+    from ..data.k400copy import find_copy
+    from ..runner import select_entries
     from ..zoo import load_zoo, load_zoos
 
     entries = select_entries(load_zoo(args.zoo) if args.zoo is not None else load_zoos(), args.only)
     device = check_device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    plan = make_plan(entries, device=device, k400=k400_copy(), probe_videos=args.probe_videos or 3,
+    plan = make_plan(entries, device=device, k400=find_copy(args.data), probe_videos=args.probe_videos or 3,
                      model_s_per_video=args.model_s_per_video, assume_videos=args.assume_videos,
                      progress=not args.quiet)
     if slurm is not None:
@@ -247,6 +264,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--zoo", type=Path, help="manifest file holding the entry (default: K400 zoo + smoke zoo)")
     p.add_argument("--data-root", type=Path, help="folder the list's paths are relative to (smoke: the synthetic set)")
     p.add_argument("--ann", type=Path, help="video or rawframe list of the test videos")
+    p.add_argument("--data", type=Path, metavar="COPY.yaml",
+                   help="the YAML describing your Kinetics-400 copy (default: $I3DBENCH_K400): each entry reads its "
+                   "own layout from it, instead of --data-root/--ann")
     p.add_argument("--checkpoint", help="checkpoint file or URL (default: the entry's published checkpoint)")
     p.add_argument("--sha256", metavar="HEX",
                    help="the sha256 (or its first 8+ hex digits) the --checkpoint file must have; without it a local "
@@ -302,6 +322,9 @@ def add_parsers(sub) -> None:
                        "`i3dbench publish RUN` makes a run the reference in results/.")
     p.add_argument("--zoo", type=Path, help="manifest (default: K400 zoo + smoke zoo)")
     p.add_argument("--only", help="entry names or shell patterns, comma-separated")
+    p.add_argument("--data", type=Path, metavar="COPY.yaml",
+                   help="the YAML describing your Kinetics-400 copy, every layout the zoo reads (default: "
+                   "$I3DBENCH_K400; I3DBENCH_K400_ROOT/_ANN name one layout)")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     p.add_argument("--out", type=Path, help="run folder (default: a new runs/<UTC time>-<host>/; with --launcher "
                    "slurm it must be on a file system every node sees)")

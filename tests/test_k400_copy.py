@@ -1,0 +1,148 @@
+"""data/k400copy.py and its use by `eval`, `run` and `run --plan`: one YAML describes the user's
+Kinetics-400 copy (every layout the zoo reads), each entry reads its own layout from it, the two
+variables stay a shortcut for one layout, and a mis-described layout is refused by the evaluation's
+layout probe. The copy is built here in three layouts from the synthetic set's real clips."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from cli_harness import run_cli
+from i3dbench.data.k400copy import find_copy, load_copy
+from i3dbench.errors import UserError
+from i3dbench.zoo import get_entry
+
+RAW_340 = "i3d_r50_32x2x1_100e_kinetics400_rgb"  # rawframes 340x256
+RAW_256 = "i3d_r50_32x2x1_100e_kinetics400_rgb_256p"  # rawframes short256
+VID_256 = "i3d_r50_video_32x2x1_100e_kinetics400_rgb"  # videos short256
+
+
+@pytest.fixture(scope="module")
+def k400(tmp_path_factory):
+    """Three layouts (videos short-256, rawframes 340x256, rawframes short-256) and a YAML naming them."""
+    from i3dbench.data.synthetic import CLASSES, generate_synthetic, synthetic_paths
+
+    root = tmp_path_factory.mktemp("k400")
+    generate_synthetic(root, videos_per_class=1, val_videos_per_class=1, num_frames=20,
+                       sizes=("340x256", "short256"), formats=("videos", "rawframes"), classes=CLASSES[:3], workers=1,
+                       progress=False)
+    paths = {key: synthetic_paths(root, fmt, res, "val") for key, fmt, res in [
+        ("videos_short256", "videos", "short256"), ("rawframes_340x256", "rawframes", "340x256"),
+        ("rawframes_short256", "rawframes", "short256")]}
+    # relative to the YAML's folder
+    text = "".join(f"{k}: {{root: {os.path.relpath(r, root)}, list: {os.path.relpath(a, root)}}}\n"
+                   for k, (r, a) in paths.items())
+    (root / "copy.yaml").write_text("# my copy\n" + text)
+    return root, paths
+
+
+def test_each_entry_gets_its_own_layout(k400):
+    root, paths = k400
+    copy = load_copy(root / "copy.yaml")
+    for name, key in [(RAW_340, "rawframes_340x256"), (RAW_256, "rawframes_short256"), (VID_256, "videos_short256")]:
+        assert copy.for_entry(get_entry(name)) == tuple(Path(p).resolve() for p in paths[key]), name
+    partial = root / "partial.yaml"
+    partial.write_text(f"videos_short256: {{root: {paths['videos_short256'][0]}, list: {paths['videos_short256'][1]}}}\n")
+    c = load_copy(partial)
+    assert c.for_entry(get_entry(RAW_340)) is None
+    assert "has no rawframes 340x256 layout" in c.why_not(get_entry(RAW_340)) and "rawframes_340x256:" in \
+        c.why_not(get_entry(RAW_340))
+
+
+@pytest.mark.parametrize("text, words", [
+    ("videos_256: {root: a, list: b}\n", ["unknown field 'videos_256'", "videos_short256"]),
+    ("videos_short256: {root: nowhere, list: b}\n", ["videos_short256.root", "not a folder"]),
+    ("videos_short256: /data\n", ["videos_short256", "{root: FOLDER, list: FILE}"]),
+    ("[1, 2]\n", ["expected a mapping of layouts"]),
+    ("reference_ids: missing.txt\n", ["reference_ids", "not a file"]),
+])
+def test_a_bad_description_names_the_file_and_field(k400, tmp_path, text, words):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    with pytest.raises(UserError) as err:
+        load_copy(bad)
+    assert str(bad) in str(err.value) and all(w in str(err.value) for w in words), str(err.value)
+
+
+def test_a_list_of_the_other_format_is_refused(k400, tmp_path):
+    _, paths = k400
+    bad = tmp_path / "swapped.yaml"
+    bad.write_text(f"videos_short256: {{root: {paths['videos_short256'][0]}, list: {paths['rawframes_340x256'][1]}}}\n")
+    with pytest.raises(UserError, match="videos_short256.list.*is a rawframes list"):
+        load_copy(bad)
+
+
+def test_data_option_then_the_yaml_variable_then_the_two_variables(k400, monkeypatch):
+    root, paths = k400
+    for k in ("I3DBENCH_K400", "I3DBENCH_K400_ROOT", "I3DBENCH_K400_ANN"):
+        monkeypatch.delenv(k, raising=False)
+    assert find_copy() is None
+    monkeypatch.setenv("I3DBENCH_K400_ROOT", str(paths["rawframes_340x256"][0]))
+    monkeypatch.setenv("I3DBENCH_K400_ANN", str(paths["rawframes_340x256"][1]))
+    short = find_copy()  # one layout of unknown size: every rawframes row, no video row
+    assert short.for_entry(get_entry(RAW_256)) == paths["rawframes_340x256"] and short.for_entry(get_entry(VID_256)) is None
+    monkeypatch.setenv("I3DBENCH_K400", str(root / "copy.yaml"))
+    assert find_copy().source == str(root / "copy.yaml")
+    other = root / "other.yaml"
+    other.write_text(f"videos_short256: {{root: {paths['videos_short256'][0]}, list: {paths['videos_short256'][1]}}}\n")
+    assert find_copy(other).source == str(other)
+
+
+def _eval(name, *more, rc=2, must=(), env=None):
+    return run_cli(["eval", name, "--quiet", "--workers", "0", *more], expect_rc=rc, must_name=must, env=env)
+
+
+def test_eval_picks_the_layout_from_the_description(k400, tmp_path, monkeypatch):
+    root, paths = k400
+    monkeypatch.delenv("I3DBENCH_K400_ROOT", raising=False)
+    monkeypatch.delenv("I3DBENCH_K400_ANN", raising=False)
+    bad_ckpt = tmp_path / "not-a-checkpoint.pth"
+    bad_ckpt.write_bytes(b"x" * 100)
+    # Past the data selection and the layout probe, the evaluation stops at the (deliberately bad)
+    # checkpoint: each entry found frames of its own layout in the one description.
+    for name in (RAW_340, RAW_256, VID_256):
+        r = _eval(name, "--data", str(root / "copy.yaml"), "--checkpoint", str(bad_ckpt), "--out", str(tmp_path / name),
+                  must=[str(bad_ckpt)])
+        assert "cannot read checkpoint" in r.out and "--allow-layout-mismatch" not in r.out, r.out
+    # the same through I3DBENCH_K400
+    _eval(RAW_340, "--checkpoint", str(bad_ckpt), "--out", str(tmp_path / "env"), must=[str(bad_ckpt)],
+          env={"I3DBENCH_K400": str(root / "copy.yaml")})
+
+
+def test_a_340x256_row_described_on_short256_frames_is_refused(k400, tmp_path, monkeypatch):
+    _, paths = k400
+    wrong = tmp_path / "wrong.yaml"
+    r, a = paths["rawframes_short256"]
+    wrong.write_text(f"rawframes_340x256: {{root: {r}, list: {a}}}\n")
+    _eval(RAW_340, "--data", str(wrong), "--out", str(tmp_path / "w"),
+          must=[RAW_340, "has 455x256 frames", "--allow-layout-mismatch"])
+    # a layout the description lacks is named with the line to add
+    _eval(VID_256, "--data", str(wrong), "--out", str(tmp_path / "v"),
+          must=[str(wrong), "no videos short256 layout", "videos_short256:"])
+    monkeypatch.delenv("I3DBENCH_K400", raising=False)
+    monkeypatch.delenv("I3DBENCH_K400_ROOT", raising=False)
+    _eval(VID_256, "--out", str(tmp_path / "n"), must=["--data-root and --ann are needed", "--data FILE", "I3DBENCH_K400"])
+
+
+def test_run_plan_plans_every_group_from_its_own_layout(k400, monkeypatch):
+    root, paths = k400
+    monkeypatch.delenv("I3DBENCH_K400_ROOT", raising=False)
+    r = run_cli(["run", "--plan", "--data", str(root / "copy.yaml"), "--only", f"{RAW_340},{RAW_256},{VID_256}",
+                 "--model-s-per-video", "0.5", "--probe-videos", "1", "--quiet"], expect_rc=0)
+    for key in ("rawframes_340x256", "rawframes_short256", "videos_short256"):
+        assert f"videos: 3 (listed in {Path(paths[key][1]).resolve()})" in r.out, (key, r.out)
+    assert "estimate" not in r.out
+
+
+def test_the_descriptions_reference_ids_restrict_the_evaluation(k400, tmp_path):
+    root, paths = k400
+    ref = tmp_path / "ids.txt"
+    ref.write_text("elsewhere/not_in_the_copy 20 0\n")  # a rawframe list sharing no video with the copy
+    r, a = paths["rawframes_340x256"]
+    desc = tmp_path / "with_ref.yaml"
+    desc.write_text(f"rawframes_340x256: {{root: {r}, list: {a}}}\nreference_ids: {ref}\n")
+    assert load_copy(desc).reference == ref.resolve()
+    _eval(RAW_340, "--data", str(desc), "--out", str(tmp_path / "x"), must=["no videos", f"in common with {ref}"])
