@@ -209,6 +209,7 @@ class Plan:
     device: str
     probe_videos: int
     notes: list[str] = field(default_factory=list)
+    skipped: list = field(default_factory=list)  # (group label, entries, why): a backend it needs is missing
 
 
 def make_plan(entries: dict[str, ZooEntry], *, device: str = "cpu", k400=None, probe_videos: int = 3,
@@ -260,6 +261,7 @@ def _synthetic_input(entry: ZooEntry, scratch: dict):
 
 def _plan_groups(plan: Plan, entries, device, k400, probe_videos, model_s_per_video, assume_videos, say,
                  scratch: dict) -> None:
+    from .data.decoders import BackendUnavailable
     from .loader import group_by_input, input_label
     from .measure import architecture_key
 
@@ -278,7 +280,11 @@ def _plan_groups(plan: Plan, entries, device, k400, probe_videos, model_s_per_vi
             root, ann, _ = _synthetic_input(first, scratch)
             where = "estimate"
         say(f"[plan] probing the input of {input_label(first)} ({where}) ...")
-        probe = probe_input(first, root, ann, device=device, videos=probe_videos)
+        try:
+            probe = probe_input(first, root, ann, device=device, videos=probe_videos)
+        except BackendUnavailable as err:  # e.g. the lazy rows' turbojpeg: the other groups are still planned
+            plan.skipped.append((input_label(first), [e.name for e in group], str(err)))
+            continue
         norms = {(tuple(e.data.mean), tuple(e.data.std)) for e in group}
         if where == "measured" and synthetic_videos is not None:
             videos = synthetic_videos
@@ -357,12 +363,29 @@ def describe(plan: Plan, projection: Projection) -> str:
         if group_s is not None:
             lines.append(f"  projected: {fmt_seconds(group_s)} "
                          f"({fmt_seconds(per_video_seconds(c, projection.workers))}/video per rank)")
+        if plan.device == "cpu" and not all(n.startswith("smoke_") for n in c.entries):
+            lines.append("  run: skips this group on a CPU (a 30-view Kinetics-400 evaluation needs a GPU); to evaluate "
+                         f"here anyway: i3dbench eval {c.entries[0]} --views 1x1 (1 view of 30: at most about "
+                         f"{fmt_seconds(_one_view_seconds(c) * c.videos) if c.videos and _one_view_seconds(c) else '?'}"
+                         " per entry; not comparable with the published numbers)")
         lines.append("")
+    for label, names, why in plan.skipped:
+        lines += [f"group {label}", f"  entries ({len(names)}): {', '.join(names)}",
+                  f"  skipped: {why} (run fails these entries the same way; the other groups are planned)", ""]
     lines.append(f"projected wall time ({projection.launcher}): {fmt_seconds(projection.total_s)}"
                  + (" for the groups above that have a number" if projection.missing else ""))
     lines.append(f"  formula: {projection.formula}")
     lines += [f"  left out: {m}" for m in projection.missing]
     return "\n".join(lines)
+
+
+def _one_view_seconds(c: GroupCost) -> Optional[float]:
+    """At most the seconds per video of one entry of the group evaluated with one view (--views 1x1):
+    the decode and resize as probed (for the protocol's 10 clips: an upper bound), the device time of
+    one entry scaled from its 30 views (every Kinetics-400 row is 10x3) to one."""
+    if c.device_s is None or c.decode_s is None or c.resize_s is None or not c.entries:
+        return None
+    return c.decode_s + c.resize_s + c.device_s / len(c.entries) / 30
 
 
 def with_model_time(costs: list[GroupCost], model_s_per_video: float, views_s: float = 0.0) -> list[GroupCost]:

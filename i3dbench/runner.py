@@ -299,7 +299,9 @@ def eval_tasks(entries: dict[str, ZooEntry], run: RunDir, device: str, *, num_wo
             skipped.append((f"eval {e.name}", "no Kinetics-400 copy (describe it in a YAML named by I3DBENCH_K400, "
                                               "or set I3DBENCH_K400_ROOT and I3DBENCH_K400_ANN for one layout)"))
         elif not device.startswith("cuda"):
-            skipped.append((f"eval {e.name}", "30-view Kinetics-400 evaluation needs a GPU"))
+            skipped.append((f"eval {e.name}", f"30-view Kinetics-400 evaluation needs a GPU; to evaluate here anyway: "
+                                              f"i3dbench eval {e.name} --views 1x1 (1 view of 30; `run --plan` says "
+                                              "what it costs; not comparable with the published numbers)"))
         elif k400.for_entry(e) is None:
             skipped.append((f"eval {e.name}", k400.why_not(e)))
         else:

@@ -105,3 +105,24 @@ def test_plan_writes_nothing_into_the_cache(tmp_path, monkeypatch):
     assert not (cache / "synthetic").exists() and [p.name for p in cache.iterdir()] == []
     assert not (tmp_path / "never").exists()
     assert set(Path(tempfile.gettempdir()).glob("i3dbench-plan-*")) == scratch_before
+
+
+def test_plan_skips_a_group_whose_backend_is_missing_and_plans_the_rest(tmp_path, monkeypatch):
+    """The lazy rows read their JPEGs with turbojpeg: without it their group is planned as skipped,
+    with the pip line, and the other groups are planned (it used to end the plan with exit 2)."""
+    from i3dbench.data import decoders
+
+    for module in ("turbojpeg", "simplejpeg"):  # `import ...` fails: the extra is not installed
+        monkeypatch.setitem(sys.modules, module, None)
+    monkeypatch.setattr(decoders, "_TURBO", {})  # no codec found earlier in this process
+    monkeypatch.delenv("I3DBENCH_K400", raising=False)
+    monkeypatch.delenv("I3DBENCH_K400_ROOT", raising=False)
+    lazy, plain = "i3d_r50_lazy_32x2x1_100e_kinetics400_rgb", "i3d_r50_32x2x1_100e_kinetics400_rgb"
+    r = run_cli(["run", "--plan", "--only", f"{lazy},{plain}", "--model-s-per-video", "0.5", "--assume-videos", "100",
+                 "--probe-videos", "1", "--quiet", "--device", "cpu"], expect_rc=0)
+    blocks = r.out.split("\ngroup ")[1:]  # two groups may share a label (it leaves out the JPEG backend)
+    skipped = [b for b in blocks if lazy in b]
+    assert len(skipped) == 1 and "skipped:" in skipped[0] and "turbojpeg" in skipped[0] and "pip install" in skipped[0]
+    planned = [b for b in blocks if plain in b]
+    assert len(planned) == 1 and "projected:" in planned[0]
+    assert f"to evaluate here anyway: i3dbench eval {plain} --views 1x1" in planned[0]

@@ -146,3 +146,27 @@ def test_the_descriptions_reference_ids_restrict_the_evaluation(k400, tmp_path):
     desc.write_text(f"rawframes_340x256: {{root: {r}, list: {a}}}\nreference_ids: {ref}\n")
     assert load_copy(desc).reference == ref.resolve()
     _eval(RAW_340, "--data", str(desc), "--out", str(tmp_path / "x"), must=["no videos", f"in common with {ref}"])
+
+
+def test_run_on_a_cpu_names_the_command_that_evaluates_anyway_and_a_missing_layout(k400, tmp_path):
+    from i3dbench.runner import eval_tasks
+    from i3dbench.runs import open_run_dir
+    from i3dbench.zoo import load_zoos
+
+    root, paths = k400
+    entries = {n: e for n, e in load_zoos().items() if n in (RAW_340, VID_256)}
+    run = open_run_dir(tmp_path / "run")
+    tasks, skipped = eval_tasks(entries, run, "cpu", k400=load_copy(root / "copy.yaml"), num_workers=0)
+    assert not tasks and {s[0] for s in skipped} == {f"eval {RAW_340}", f"eval {VID_256}"}
+    assert all(f"i3dbench eval {s[0][5:]} --views 1x1" in s[1] for s in skipped)
+    tasks, skipped = eval_tasks(entries, run, "cuda", k400=load_copy(root / "copy.yaml"), num_workers=0)
+    assert not skipped
+    got = {t.entries[0].name: (Path(t.data_root), Path(t.ann)) for t in tasks}
+    assert got == {RAW_340: tuple(Path(p).resolve() for p in paths["rawframes_340x256"]),
+                   VID_256: tuple(Path(p).resolve() for p in paths["videos_short256"])}
+    only_videos = tmp_path / "v.yaml"
+    only_videos.write_text(f"videos_short256: {{root: {paths['videos_short256'][0]}, "
+                           f"list: {paths['videos_short256'][1]}}}\n")
+    tasks, skipped = eval_tasks(entries, run, "cuda", k400=load_copy(only_videos), num_workers=0)
+    assert [t.entries[0].name for t in tasks] == [VID_256]
+    assert skipped == [(f"eval {RAW_340}", load_copy(only_videos).why_not(get_entry(RAW_340)))]
