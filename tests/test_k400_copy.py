@@ -170,3 +170,20 @@ def test_run_on_a_cpu_names_the_command_that_evaluates_anyway_and_a_missing_layo
     tasks, skipped = eval_tasks(entries, run, "cuda", k400=load_copy(only_videos), num_workers=0)
     assert [t.entries[0].name for t in tasks] == [VID_256]
     assert skipped == [(f"eval {RAW_340}", load_copy(only_videos).why_not(get_entry(RAW_340)))]
+
+
+def test_sweep_reads_the_entrys_layout_from_the_description(k400, tmp_path, monkeypatch):
+    root, _ = k400
+    monkeypatch.delenv("I3DBENCH_K400_ROOT", raising=False)
+    bad_ckpt = tmp_path / "not-a-checkpoint.pth"
+    bad_ckpt.write_bytes(b"x" * 100)
+    # the description is read (the sweep gets as far as the checkpoint), then through I3DBENCH_K400
+    run_cli(["sweep", RAW_256, "--vary", "averaging=prob,score", "--data", str(root / "copy.yaml"), "--checkpoint",
+             str(bad_ckpt), "--out", str(tmp_path / "s"), "--quiet", "--workers", "0"], expect_rc=2,
+            must_name=["cannot read checkpoint", str(bad_ckpt)])
+    run_cli(["sweep", RAW_256, "--vary", "averaging=prob,score", "--checkpoint", str(bad_ckpt), "--out",
+             str(tmp_path / "s2"), "--quiet", "--workers", "0"], expect_rc=2, must_name=["cannot read checkpoint"],
+            env={"I3DBENCH_K400": str(root / "copy.yaml")})
+    monkeypatch.delenv("I3DBENCH_K400", raising=False)
+    run_cli(["sweep", RAW_256, "--vary", "averaging=prob,score", "--quiet"], expect_rc=2,
+            must_name=["--data-root and --ann are needed", "I3DBENCH_K400"])

@@ -103,6 +103,21 @@ def test_cli_sweep_sampler_by_averaging(tmp_path, monkeypatch, short_list):
     files = sorted(p.name for p in (out / "sweep" / ENTRY).iterdir())
     assert files == ["sweep.csv", "sweep.md", "sweep.png"]
     assert "[" in res.out and "±" not in res.out
+    # The CSV holds one number per column (no "0.00 [0.00, 45.93]" strings), and a measured time per variant.
+    import csv
+
+    with open(out / "sweep" / ENTRY / "sweep.csv") as f:
+        table = list(csv.DictReader(f))
+    assert len(table) == 4 and sum(r["base"] == "True" for r in table) == 1
+    for r in table:
+        for col in ("top1", "top1_low", "top1_high", "top5", "s_per_video"):
+            float(r[col])
+        assert float(r["top1_low"]) <= float(r["top1"]) <= float(r["top1_high"]) and float(r["s_per_video"]) > 0
+        assert r["time_shared_by"] == "2"  # the two averaging variants of one sampler are evaluated together
+        if r["base"] != "True":
+            assert float(r["delta_top1_low"]) <= float(r["delta_top1"]) <= float(r["delta_top1_high"])
+            assert 0 <= float(r["mcnemar_p"]) <= 1 and int(r["common_videos"]) == N
+    assert "s/video ↓ (measured here)" in res.out and "(shared by 2)" in res.out
 
 
 def test_a_planted_difference_shows_with_p_below_005(tmp_path, short_list):

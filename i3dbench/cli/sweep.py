@@ -29,8 +29,16 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
                 rawframes = smoke_data(_as_rawframes(entry))
         if checkpoint is None and entry.checkpoint.url is None:
             checkpoint = smoke_checkpoint(entry, train_if_missing=False)
-    if data_root is None or ann is None:
-        raise UsageError(f"sweep {entry.name}: --data-root and --ann are needed for a {entry.dataset} entry")
+    if data_root is None or ann is None:  # a Kinetics-400 entry: its layout from --data / I3DBENCH_K400 / _ROOT+_ANN
+        from ..data.k400copy import find_copy
+
+        copy = find_copy(args.data)
+        if copy is None:
+            raise UsageError(f"sweep {entry.name}: --data-root and --ann are needed for a {entry.dataset} entry, or a "
+                             "description of your copy: --data FILE or I3DBENCH_K400=FILE (README: Your Kinetics-400 copy)")
+        if copy.for_entry(entry) is None:
+            raise UsageError(f"sweep {entry.name}: {copy.why_not(entry)}")
+        data_root, ann = copy.for_entry(entry)
     if args.out is not None:
         check_output(args.out, inputs=[data_root, ann, checkpoint, args.rawframes_root, args.rawframes_ann, args.zoo])
     run = open_run_dir(args.out)
@@ -67,6 +75,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--zoo", type=Path, help="manifest file holding the entry (default: K400 zoo + smoke zoo)")
     p.add_argument("--data-root", type=Path, help="folder the list's paths are relative to (smoke: the synthetic set)")
     p.add_argument("--ann", type=Path, help="video or rawframe list of the test videos")
+    p.add_argument("--data", type=Path, metavar="COPY.yaml",
+                   help="the YAML describing your Kinetics-400 copy (default: $I3DBENCH_K400): the entry's own layout")
     p.add_argument("--rawframes-root", type=Path, help="decoder=rawframes: the JPEG copy of the same videos")
     p.add_argument("--rawframes-ann", type=Path, help="decoder=rawframes: its rawframe list")
     p.add_argument("--checkpoint", help="checkpoint file or URL (default: the entry's published checkpoint)")
