@@ -72,7 +72,7 @@ class CompareSettings:
     add_rounds: int = 4  # rounds added at a time to the entries still UNKNOWN
     block_s: float = 0.4  # seconds of one revision's block
     threads: int = 1  # torch threads of each worker: 1 keeps a timing robust to one competing busy process
-    workers: int = 4  # worker processes per revision (see WorkerPool)
+    workers: int = 4  # worker processes per revision (see WorkerPool); each round forks a child of one
     min_block_iterations: int = 3
     checks: tuple = CHECKS
     seed: Optional[int] = None  # the random orders (None: fresh each compare)
@@ -343,8 +343,9 @@ def _speed_rounds(base_w, head_w, speed: dict, checks: list, settings: CompareSe
                 f"(cap {settings.max_rounds})")
         for _ in range(batch):
             for n in rng.sample(pending, len(pending)):
-                times = _paired_block(base_w, head_w, n, settings, rng)
+                times, pids = _paired_block(base_w, head_w, n, settings, rng)
                 c = speed[n]
+                c.round_processes.append(pids)
                 c.blocks["base"].append(times["base"])
                 c.blocks["head"].append(times["head"])
                 c.round_ratios.append(statistics.median(times["head"]) / statistics.median(times["base"]))
@@ -358,19 +359,25 @@ def _speed_rounds(base_w, head_w, speed: dict, checks: list, settings: CompareSe
     bar.close()
 
 
-def _paired_block(base_w, head_w, entry: str, settings: CompareSettings, rng) -> dict[str, list[float]]:
-    """One round of one entry: the two revisions' iterations alternate one by one, each pair in a random
-    order, for ``2 * block_s`` seconds (at least ``min_block_iterations`` each): every head iteration has
-    a base iteration next to it in time, so a burst of other work lands on both alike."""
+def _paired_block(base_w, head_w, entry: str, settings: CompareSettings, rng) -> tuple[dict, list]:
+    """One round of one entry: a fresh child process of each revision (compare_worker.fork_round), whose
+    iterations alternate one by one, each pair in a random order, for ``2 * block_s`` seconds (at least
+    ``min_block_iterations`` each): every head iteration has a base iteration next to it in time, so a
+    burst of other work lands on both alike, and every round draws the processes' own effects afresh."""
     times: dict[str, list[float]] = {"base": [], "head": []}
     chosen = [base_w.draw(rng), head_w.draw(rng)]
-    t0 = time.perf_counter()
-    while len(times["base"]) < settings.min_block_iterations or time.perf_counter() - t0 < 2 * settings.block_s:
-        pair = list(chosen)
-        rng.shuffle(pair)
-        for w in pair:
-            times[w.role] += w.request("block", entry=entry, seconds=0.0, min_iterations=1)["times_s"]
-    return times
+    pids = [[w.proc.pid, w.request("fork_round")["pid"]] for w in chosen]  # a fresh child of each, this round
+    try:
+        t0 = time.perf_counter()
+        while len(times["base"]) < settings.min_block_iterations or time.perf_counter() - t0 < 2 * settings.block_s:
+            pair = list(chosen)
+            rng.shuffle(pair)
+            for w in pair:
+                times[w.role] += w.request("block", entry=entry, seconds=0.0, min_iterations=1)["times_s"]
+    finally:
+        for w in chosen:
+            w.request("end_round")
+    return times, pids
 
 
 def _speed_values(c: PairedCheck) -> None:

@@ -17,6 +17,8 @@ prints goes to stderr, which the driver keeps in a log file. Requests:
   and memory do not depend on the weights) with one video's test views as a fixed input.
 * ``block {entry, seconds, min_iterations}``: time the published protocol's step (forward of one
   video's views + view averaging) until both minimums are met; returns every iteration time.
+* ``fork_round`` / ``end_round``: a child process with fresh copies of the models serves the
+  requests in between (one speed round), then exits.
 * ``memory {entry}``: peak CPU tensor bytes of one step (the profiler's tensor allocations).
 * ``eval {entry, data_root, ann, checkpoint, out}``: the revision's own evaluation of the list,
   with the entry's test protocol; returns the per-video predictions.
@@ -101,6 +103,47 @@ class Worker:
             times.append(time.perf_counter() - t0)
         return {"times_s": times}
 
+    def fork_round(self) -> dict:
+        """Fork a child that serves the requests of one round, with fresh copies of every model and
+        input, then exits at ``end_round``; this process waits meanwhile (see :func:`main`).
+
+        Why: processes of the same code were measured up to ±20% apart for as long as they lived
+        (where their memory landed, how the scheduler treats them), a bias between two revisions
+        that no number of rounds inside one pair of processes removes. A child per round is a new
+        process whose written pages (the copied weights, the activations) are its own, so that
+        effect is drawn afresh every round and becomes noise the interval accounts for."""
+        import copy
+
+        sys.stdout.flush()
+        pid = os.fork()
+        if pid:
+            _, status = os.waitpid(pid, 0)
+            code = os.waitstatus_to_exitcode(status)
+            if code != 0:
+                raise RuntimeError(f"the round's child process exited with {code}")
+            return {"_answered_by_child": True}
+        import random
+
+        import torch
+
+        # Heap layout drawn afresh too (as Stabilizer does, Curtsinger & Berger 2013): the copies land
+        # behind a random amount of padding, so that their alignment, like their pages, varies per round.
+        rnd = random.Random(os.getpid())
+        self._padding = (torch.empty(rnd.randrange(1, 1 << 18), dtype=torch.uint8), bytearray(rnd.randrange(1, 1 << 16)))
+        for name, (entry, model, x, _) in list(self.models.items()):
+            m, xc = copy.deepcopy(model), x.clone()
+            self.models[name] = (entry, m, xc, self._step(entry, m, xc))
+            for _ in range(2):  # first touches of the fresh copies, untimed
+                self.models[name][3]()
+        self.is_child = True
+        return {"pid": os.getpid()}
+
+    def end_round(self) -> dict:
+        if not getattr(self, "is_child", False):
+            raise RuntimeError("end_round outside a forked round")
+        self.quit_after_answer = True
+        return {}
+
     def memory(self, entry: str) -> dict:
         from i3dbench.memory import cpu_tensor_peak
 
@@ -132,7 +175,10 @@ def main() -> int:
     os.dup2(2, 1)  # anything the revision prints goes to stderr, never into the protocol
     sys.stdout = sys.stderr
     worker = Worker()
-    for line in sys.stdin:
+    while True:
+        line = sys.stdin.readline()  # one line at a time: nothing read ahead that a forked child would share
+        if not line:
+            break
         if not line.strip():
             continue
         try:
@@ -144,8 +190,12 @@ def main() -> int:
         except BaseException as err:  # noqa: BLE001 - every failure is an answer the driver reports
             traceback.print_exc()
             answer = {"ok": False, "error": f"{type(err).__name__}: {err}"}
+        if answer.pop("_answered_by_child", False):
+            continue  # a round's child answered everything of that round, this one included
         out.write(json.dumps(answer) + "\n")
         out.flush()
+        if getattr(worker, "quit_after_answer", False):
+            os._exit(0)  # a round's child: its round is over
     return 0
 
 

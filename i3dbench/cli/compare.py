@@ -56,8 +56,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--block-seconds", type=positive_float, default=0.4,
                    help="seconds each revision's block of one round lasts (default 0.4)")
     p.add_argument("--workers", type=positive_int, default=4,
-                   help="worker processes per revision for the speed rounds (default 4; each round draws one "
-                        "of each revision, so that a difference between two processes is noise, not a bias)")
+                   help="worker processes per revision for the speed rounds (default 4; each round forks a "
+                        "fresh child of one of each revision, so that a difference between processes is noise)")
     p.add_argument("--threads", type=positive_int, default=1,
                    help="torch threads per worker (default 1: robust to one competing busy process)")
     p.add_argument("--seed", type=int, help="seed of the random orders (default: fresh)")
