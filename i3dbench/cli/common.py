@@ -1,4 +1,8 @@
-"""Helpers shared by the command handlers: entry lookup and argument types with clear errors."""
+"""Helpers shared by the command handlers: entry lookup and argument types with clear errors.
+
+Every numeric option of every command takes one of these as its argparse ``type``, so that a
+value out of range (``--frames 0``, ``--workers -1``, ``--lr nan``) is refused by the parser on
+one line naming the flag and the value (exit 2), never clamped or passed on."""
 
 from __future__ import annotations
 
@@ -12,10 +16,10 @@ def resolve_entry(name: str, zoo):
 
 
 class _IntType:
-    """An argparse ``type`` for integers >= ``minimum`` whose error names the value."""
+    """An argparse ``type`` for integers in [``minimum``, ``maximum``] whose error names the value."""
 
-    def __init__(self, minimum: int):
-        self.minimum = minimum
+    def __init__(self, minimum: int, maximum: int | None = None):
+        self.minimum, self.maximum = minimum, maximum
         self.__name__ = "integer" if minimum <= 0 else "positive integer"
 
     def __call__(self, text: str) -> int:
@@ -25,14 +29,18 @@ class _IntType:
             raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
         if value < self.minimum:
             raise argparse.ArgumentTypeError(f"must be >= {self.minimum}, got {value}")
+        if self.maximum is not None and value > self.maximum:
+            raise argparse.ArgumentTypeError(f"must be <= {self.maximum}, got {value}")
         return value
 
     @property
     def allow_zero(self) -> _IntType:
-        return _IntType(0)
+        return _IntType(0, self.maximum)
 
 
 positive_int = _IntType(1)
+nonneg_int = _IntType(0)
+seed_int = _IntType(0, 2**32 - 1)  # numpy's and torch's seeds alike
 
 
 def positive_float(text: str) -> float:
@@ -57,3 +65,6 @@ def non_negative_float(text: str) -> float:
     if not (math.isfinite(value) and value >= 0):
         raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
     return value
+
+
+nonneg_float = non_negative_float

@@ -7,6 +7,9 @@ import os
 import sys
 from pathlib import Path
 
+from .common import nonneg_int, positive_int, seed_int
+
+
 def _check_settings(args: argparse.Namespace):
     """(format, clip span, where the span comes from, num_classes, rawframes naming) of a data check.
 
@@ -96,9 +99,13 @@ def _cmd_data_synth(args: argparse.Namespace) -> int:
     import time
 
     from ..data.synthetic import generate_synthetic
+    from ..errors import UsageError
     from ..runs import check_output
 
     check_output(args.out, flag="OUT")
+    if args.videos_per_class == 0 and args.val_videos_per_class == 0:
+        raise UsageError("--videos-per-class 0 and --val-videos-per-class 0: no video to write; give at least one "
+                         "of them >= 1")
     t0 = time.perf_counter()
     root = generate_synthetic(args.out, seed=args.seed, videos_per_class=args.videos_per_class,
                               val_videos_per_class=args.val_videos_per_class, num_frames=args.frames,
@@ -125,9 +132,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--entry", help="zoo entry the data is for: its clip span, classes and frame naming "
                    "(default: the longest clip and the most classes in the zoo)")
     p.add_argument("--zoo", type=Path, help="manifest holding the entry (default: K400 zoo + smoke zoo)")
-    p.add_argument("--clip-len", type=int, help="flag videos shorter than (clip_len - 1) * frame_interval + 1 frames")
-    p.add_argument("--frame-interval", type=int, help="with --clip-len (default 1)")
-    p.add_argument("--workers", type=int, help="parallel checks (default min(8, CPUs))")
+    p.add_argument("--clip-len", type=positive_int, help="flag videos shorter than (clip_len - 1) * frame_interval + 1 frames")
+    p.add_argument("--frame-interval", type=positive_int, help="with --clip-len (default 1)")
+    p.add_argument("--workers", type=positive_int, help="parallel checks (default min(8, CPUs))")
     p.add_argument("--against", type=Path, metavar="REF_LIST",
                    help="reference video list, rawframes list or K400 CSV: name the videos missing or extra here, by id")
     p.add_argument("--json", type=Path, help="write the full report as JSON")
@@ -137,11 +144,11 @@ def add_parsers(sub) -> None:
 
     p = data.add_parser("synth", help="write the synthetic motion dataset (H.264 videos + JPEG frames)")
     p.add_argument("out", type=Path, help="output folder")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--videos-per-class", type=int, default=32, help="training videos per class (default 32)")
-    p.add_argument("--val-videos-per-class", type=int, default=8, help="validation videos per class (default 8)")
-    p.add_argument("--frames", type=int, default=40, help="frames per video at 25 fps (default 40)")
-    p.add_argument("--workers", type=int, default=2, help="processes (default 2)")
+    p.add_argument("--seed", type=seed_int, default=0)
+    p.add_argument("--videos-per-class", type=nonneg_int, default=32, help="training videos per class (default 32)")
+    p.add_argument("--val-videos-per-class", type=nonneg_int, default=8, help="validation videos per class (default 8)")
+    p.add_argument("--frames", type=positive_int, default=40, help="frames per video at 25 fps (default 40)")
+    p.add_argument("--workers", type=positive_int, default=2, help="processes (default 2)")
     p.set_defaults(func=_cmd_data_synth)
     _add_extract_parser(data)
 
@@ -178,7 +185,7 @@ def _add_extract_parser(data) -> None:
     p.add_argument("out", type=Path, help="output folder for the frame folders and the rawframe list")
     p.add_argument("--ann", type=Path, required=True, help="MMAction2 video list ('PATH LABEL' per line)")
     p.add_argument("--layout", required=True, help="340x256 (width x height) or short256 (short side)")
-    p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="processes (default min(8, CPUs))")
+    p.add_argument("--workers", type=positive_int, default=min(8, os.cpu_count() or 1), help="processes (default min(8, CPUs))")
     p.add_argument("--list", type=Path, help="where to write the rawframe list (default OUT/<ann name, videos -> rawframes>)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_data_extract)

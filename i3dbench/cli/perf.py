@@ -30,6 +30,15 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                          "benchmark.py: fp32, eager, unfused, one video per iteration")
     import torch
 
+    from ..timing import CUDA_FAST_BATCH_VIDEOS
+
+    if args.views_per_forward is not None:
+        per_iter = (args.batch_videos or (CUDA_FAST_BATCH_VIDEOS if torch.device(args.device).type == "cuda" else 1)) \
+            * entry.views_per_video
+        if args.views_per_forward > per_iter:
+            raise UsageError(f"--views-per-forward {args.views_per_forward}: an iteration of {entry.name} has "
+                             f"{per_iter} views ({entry.views_per_video} per video x {per_iter // entry.views_per_video} "
+                             f"video(s)); give at most {per_iter}, or more videos with --batch-videos")
     base = default_budget(torch.device(args.device), args.protocol)
     budget = LoopBudget(
         warmup_iterations=base.warmup_iterations if args.warmup is None else args.warmup,

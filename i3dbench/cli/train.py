@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .common import nonneg_int, positive_float, positive_int, seed_int
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from ..train import is_main_process, train
 
@@ -55,18 +58,18 @@ def add_parsers(sub) -> None:
     p.add_argument("--val-ann", type=Path, help="validation list file (none: no validation)")
     p.add_argument("--work-dir", type=Path, help="checkpoints and logs (default: work_dirs/NAME)")
     p.add_argument("--resume", help="'auto' (newest complete checkpoint in --work-dir) or a checkpoint path")
-    p.add_argument("--epochs", type=int, help="override the recipe's epochs")
-    p.add_argument("--videos-per-gpu", type=int, help="override the recipe's videos per GPU (lr follows the linear scaling rule)")
-    p.add_argument("--lr", type=float, help="override the lr (no scaling rule then)")
+    p.add_argument("--epochs", type=positive_int, help="override the recipe's epochs")
+    p.add_argument("--videos-per-gpu", type=positive_int, help="override the recipe's videos per GPU (lr follows the linear scaling rule)")
+    p.add_argument("--lr", type=positive_float, help="override the lr (no scaling rule then)")
     p.add_argument("--amp", choices=["bf16", "fp16"], help="autocast precision (default fp32)")
     p.add_argument("--init", help="2D ImageNet state_dict or MMAction2 checkpoint (file or URL), or 'none' "
                    "(default: the recipe's pretrained)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--deterministic", action="store_true", help="deterministic kernels (bitwise-repeatable on CPU)")
-    p.add_argument("--workers", type=int, default=2, help="data loading processes per GPU/process")
+    p.add_argument("--workers", type=nonneg_int, default=2, help="data loading processes per GPU/process")
     p.add_argument("--device", help="cpu, cuda, cuda:N (default: the local rank's GPU if any, else cpu)")
-    p.add_argument("--max-iters", type=int, help="stop after this many iterations in total (quick checks)")
-    p.add_argument("--log-interval", type=int, default=20, help="iterations per log line")
+    p.add_argument("--max-iters", type=positive_int, help="stop after this many iterations in total (quick checks)")
+    p.add_argument("--log-interval", type=positive_int, default=20, help="iterations per log line")
     p.add_argument("--decoder", help="video decoder (default: decord for videos, rawframes for frames)")
     p.add_argument("--records", type=Path, help="records folder for the train record (default: WORK_DIR/records)")
     p.add_argument("--no-record", action="store_true", help="do not write a train record")
