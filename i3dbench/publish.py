@@ -18,9 +18,10 @@ exactly one start and one end marker line, targets that cannot be written, too l
 
 **All or nothing.** The complete new results folder and the new README text are staged in a
 sibling folder ``.<results>.publish-XXXX/`` (same file system), with a journal. Only then is
-anything switched: results/ by one ``renameat2(RENAME_EXCHANGE)`` (or, where the file system
-lacks it, two renames with the old folder parked in the staging folder), the README by one
-rename of the staged file over it. At every instant each of them is wholly old or wholly new.
+anything switched: results/ by one ``renameat2(RENAME_EXCHANGE)``, the README by one rename of
+the staged file over it, so at every instant each of them is wholly old or wholly new. (Where the
+file system lacks the exchange, results/ is switched by two renames, the old folder parked in the
+staging folder: between them results/ is absent, never mixed, and the next publish restores it.)
 A publish that dies before its journal says ``done`` is rolled back by the next publish (or
 :func:`recover`): the journal names the inodes of old and new, so the rollback needs no guess
 about how far the switch got; then the staging folder goes.
