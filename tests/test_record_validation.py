@@ -176,17 +176,23 @@ def test_resume_refuses_rows_outside_the_list(tmp_path, rows, needle):
 
 
 def test_resume_through_the_cli_refuses_a_row_outside_the_list(tmp_path):
-    """A partial file of the same run key holding a row i=100 of a 64-video list: eval refuses it
-    by file and line instead of evaluating '65 of 64'."""
-    run = tmp_path / "run"
+    """A partial file of the same run key holding a row i=100 of an 8-video list: eval refuses it
+    by file and line instead of evaluating '9 of 8'. (A list of its own: a run key no other test
+    evaluates at the same time.)"""
+    from i3dbench.runner import smoke_data
+    from i3dbench.zoo import get_entry
+
+    root, ann = smoke_data(get_entry(SMOKE))
+    short = tmp_path / "val8.txt"
+    short.write_text("".join(Path(ann).read_text().splitlines(keepends=True)[:8]))
+    run = tmp_path / "runs" / "run"
+    args = ["eval", SMOKE, "--data-root", root, "--ann", short, "--workers", "0", "--quiet"]
     env = {"I3DBENCH_RUNS": str(tmp_path / "runs")}
-    first = run_cli(["eval", SMOKE, "--out", run, "--workers", "0", "--quiet"], expect_rc=0, env=env)
+    first = run_cli(args + ["--out", run], expect_rc=0, must_name=["evaluated 8 of 8"], env=env)
     sealed = next((run / "predictions").glob(f"{SMOKE}-*.jsonl"))
     rows = sealed.read_text().splitlines()
     partial = sealed.with_name(sealed.name.replace(".jsonl", ".partial.jsonl"))
-    bad = json.loads(rows[0]) | {"i": 100}
-    partial.write_text("\n".join(rows[:5] + [json.dumps(bad)]) + "\n")
-    run2 = tmp_path / "run2"
-    res = run_cli(["eval", SMOKE, "--out", run2, "--workers", "0", "--quiet"], expect_rc=2,
-                  must_name=["i=100 is outside the list of 64"], env={**env, "I3DBENCH_RUNS": str(tmp_path)})
-    assert "evaluated 65" not in first.out + res.out
+    partial.write_text("\n".join(rows[:5] + [json.dumps(json.loads(rows[0]) | {"i": 100})]) + "\n")
+    res = run_cli(args + ["--out", tmp_path / "runs" / "run2"], expect_rc=2,
+                  must_name=[partial.name, "i=100 is outside the list of 8"], env=env)
+    assert "evaluated 9" not in first.out + res.out
