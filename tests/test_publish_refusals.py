@@ -191,3 +191,16 @@ def test_perf_files_the_runs_do_not_replace_are_kept_unless_pruned(tmp_path):
     assert (repo / "results" / "NOTES.md").read_text() == "a note someone keeps here\n"
     run_cli(argv(repo, run_b, "--prune-perf"), expect_rc=0, must_name=["1 removed: old.json"])
     assert sorted(p.name for p in (repo / "results" / "perf").iterdir()) == ["scaling.json"]
+
+
+def test_rows_added_and_removed_are_counted(tmp_path):
+    """Into an empty block every zoo row is added; a row of the old table that the new one lacks is removed."""
+    import re
+
+    repo, _, run_b = make_repo(tmp_path)
+    (repo / "README.md").write_text(README_HEAD + f"{START}\n| entry | x |\n|---|---|\n| gone_entry | 1 |\n{END}\n")
+    before = state(repo)
+    res = run_cli(argv(repo, run_b, "--dry-run"), expect_rc=0, must_name=["1 removed: gone_entry", "0 changed"])
+    added = int(re.search(r"rows: (\d+) added", res.out).group(1))
+    assert added >= 3, res.out  # the smoke entries at least
+    assert state(repo) == before
