@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import select
 import statistics
 import subprocess
 import sys
@@ -72,7 +73,11 @@ class CompareSettings:
     add_rounds: int = 4  # rounds added at a time to the entries still UNKNOWN
     block_s: float = 0.4  # seconds of one revision's block
     threads: int = 1  # torch threads of each worker: 1 keeps a timing robust to one competing busy process
-    workers: int = 4  # worker processes per revision (see WorkerPool); each round forks a child of one
+    workers: int = 4  # worker processes per revision at a time (see WorkerPool); each round forks a child of one
+    # Speed rounds (of one entry) a worker process serves before a new one replaces it; 0: never. Renewal
+    # draws the processes' own speed afresh (WorkerPool), but a new process costs seconds of CPU while the
+    # rounds run: on a loaded 2-core machine a 2-entry compare took 435 s with 2.
+    rounds_per_process: int = 0
     min_block_iterations: int = 3
     checks: tuple = CHECKS
     seed: Optional[int] = None  # the random orders (None: fresh each compare)
@@ -94,12 +99,15 @@ class CompareSettings:
 
 class RevisionWorker:
     """One worker process of a revision (see compare_worker.py); its stderr goes to ``log``.
-    Started here; :meth:`check_hello` waits for it (so that several start in parallel)."""
 
-    def __init__(self, rev: Revision, role: str, log: Path):
+    Started here with its first request sent (``hello``, or the pool's ``setup_many`` for a worker
+    that replaces a retired one) and not waited for: :meth:`settle` receives that answer and checks
+    that the worker imported its own tree, so that several start in parallel, or in the background."""
+
+    def __init__(self, rev: Revision, role: str, log: Path, first: tuple = ("hello", {})):
         self.rev, self.role, self.log = rev, role, log
         log.parent.mkdir(parents=True, exist_ok=True)
-        self._log_fh = open(log, "ab")
+        self._log_fh = open(log, "ab")  # noqa: SIM115 - kept open for the process's life, closed in close()
         self.tree = str(rev.tree.resolve())
         env = dict(os.environ)
         env["PYTHONPATH"] = self.tree + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
@@ -107,13 +115,27 @@ class RevisionWorker:
         env.setdefault("PYTHONUNBUFFERED", "1")
         self.proc = subprocess.Popen([sys.executable, "-u", str(WORKER_FILE)], cwd=self.tree, env=env,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log_fh, text=True)
-        self.send("hello")
+        self.pending: Optional[str] = first[0]
+        self.send(first[0], **first[1])
 
-    def check_hello(self) -> None:
-        where = Path(self.receive("hello")["i3dbench"])
+    def settle(self) -> None:
+        """Receive the answer to the request sent at start (blocking), once."""
+        if self.pending is None:
+            return
+        op, self.pending = self.pending, None
+        where = Path(self.receive(op)["i3dbench"])
         if not where.is_relative_to(Path(self.tree)):
             raise RevisionError(f"{self.name}: its worker imported i3dbench from {where}, not from its tree "
                                 f"{self.tree}")
+
+    def ready(self) -> bool:
+        """Settled, or its first answer has arrived (then settled now); never blocks."""
+        if self.pending is None:
+            return True
+        if select.select([self.proc.stdout], [], [], 0)[0] or self.proc.poll() is not None:
+            self.settle()
+            return True
+        return False
 
     @property
     def name(self) -> str:
@@ -148,6 +170,7 @@ class RevisionWorker:
         return answer
 
     def request(self, op: str, **kw) -> dict:
+        self.settle()
         self.send(op, **kw)
         return self.receive(op)
 
@@ -164,33 +187,58 @@ class RevisionWorker:
 
 
 class WorkerPool:
-    """Several worker processes of one revision (see :func:`start_pools`).
+    """The worker processes of one revision (see :func:`start_pools`), renewed as a compare goes on.
 
-    Why several: two processes running the same code on this machine were measured up to ~10%
-    apart for a whole compare (where a process's memory and core land stays with it), which no
-    number of rounds within one pair of processes can average out (on a machine loaded far beyond
-    its cores, ±20% between processes). Each speed round draws one process of each revision, in a
-    shuffled cycle, so that process-to-process differences become part of the round-to-round
-    noise that the interval accounts for, instead of a bias, and average out over the pool."""
+    Why: two processes running the same code on this machine were measured up to ~10% apart for
+    their whole life (±20% on a machine loaded far beyond its cores), and a child forked from a
+    process inherits its speed (where its code and JIT-compiled kernels landed): a bias between two
+    revisions that no number of rounds inside one pair of processes removes. So each process serves
+    at most ``rounds_per_process`` speed rounds and is then replaced by a new one, started in the
+    background while the next rounds run (``--rounds-per-process``; by default processes are kept
+    and the pool's four are drawn in turn); each round draws a ready process of each revision (the
+    least used first, at random among equals). Process-to-process differences become part of the
+    round-to-round noise that the interval accounts for, instead of a bias."""
 
-    def __init__(self, rev: Revision, role: str, workers: list[RevisionWorker]):
-        self.rev, self.role, self.workers = rev, role, workers
+    def __init__(self, rev: Revision, role: str, workers: list[RevisionWorker], log_dir: Path):
+        self.rev, self.role, self.workers, self.log_dir = rev, role, workers, log_dir
+        self.uses = {id(w): 0 for w in workers}
+        self.started = len(workers)
+        self.setup_request: Optional[dict] = None
+
+    def configure(self, groups: list[dict], threads: int) -> None:
+        """Build and warm the models of ``groups`` (``{"entries", "zoo"}``) in every process, in parallel."""
+        self.setup_request = {"groups": groups, "threads": threads}
+        for w in self.workers:
+            w.settle()
+            w.send("setup_many", **self.setup_request)
+        for w in self.workers:
+            w.receive("setup_many")
 
     def draw(self, rng) -> RevisionWorker:
-        """The next process of a shuffled cycle through the pool: every process serves as many rounds as
-        the others (give or take one), in a random order, independently of the other revision's."""
-        if not getattr(self, "_cycle", None):
-            self._cycle = rng.sample(self.workers, len(self.workers))
-        return self._cycle.pop()
+        ready = [w for w in self.workers if w.ready()]
+        if not ready:  # every process is still starting: wait for the oldest
+            self.workers[0].settle()
+            ready = [self.workers[0]]
+        least = min(self.uses[id(w)] for w in ready)
+        return rng.choice([w for w in ready if self.uses[id(w)] == least])
+
+    def used(self, w: RevisionWorker, rounds_per_process: int) -> None:
+        """Count a round served by ``w``; retire it after ``rounds_per_process`` and start its successor."""
+        self.uses[id(w)] += 1
+        if rounds_per_process and self.uses[id(w)] >= rounds_per_process and self.setup_request is not None:
+            self.workers.remove(w)
+            w.close()
+            new = RevisionWorker(self.rev, self.role, self.log_dir / f"{self.role}-{self.started}.log",
+                                 first=("setup_many", self.setup_request))
+            self.started += 1
+            self.workers.append(new)
+            self.uses[id(new)] = 0
 
     @property
     def first(self) -> RevisionWorker:
-        return self.workers[0]
-
-    def broadcast(self, op: str, **kw) -> list[dict]:
-        for w in self.workers:
-            w.send(op, **kw)
-        return [w.receive(op) for w in self.workers]
+        w = self.workers[0]
+        w.settle()
+        return w
 
     def close(self) -> None:
         for w in self.workers:
@@ -208,13 +256,13 @@ def start_pools(revisions: list[tuple[Revision, str]], log_dir: Path, size: int)
                 spawned[role].append(RevisionWorker(rev, role, log_dir / f"{role}-{i}.log"))
         for workers in spawned.values():
             for w in workers:
-                w.check_hello()
+                w.settle()
     except BaseException:
         for workers in spawned.values():
             for w in workers:
                 w.close()
         raise
-    return [WorkerPool(rev, role, spawned[role]) for rev, role in revisions]
+    return [WorkerPool(rev, role, spawned[role], log_dir) for rev, role in revisions]
 
 
 # --------------------------------------------------------------------------- what to measure
@@ -289,9 +337,9 @@ def measure_pair(base_w: WorkerPool, head_w: WorkerPool, entries: list[str], zoo
     rng = random.Random(settings.seed)
     resolved = {n: manifest_of(n, zoo) for n in entries}
     for w in (base_w, head_w):
-        for manifest in sorted({m for _, m in resolved.values()}):
-            names = [n for n in entries if resolved[n][1] == manifest]
-            w.broadcast("setup", entries=names, zoo=_zoo_in(w.rev, manifest), threads=settings.threads)
+        groups = [{"entries": [n for n in entries if resolved[n][1] == manifest], "zoo": _zoo_in(w.rev, manifest)}
+                  for manifest in sorted({m for _, m in resolved.values()})]
+        w.configure(groups, settings.threads)
     checks: list[PairedCheck] = []
     skipped = skipped if skipped is not None else []
     say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if progress else (lambda msg: None)
@@ -377,6 +425,8 @@ def _paired_block(base_w, head_w, entry: str, settings: CompareSettings, rng) ->
     finally:
         for w in chosen:
             w.request("end_round")
+    base_w.used(chosen[0], settings.rounds_per_process)
+    head_w.used(chosen[1], settings.rounds_per_process)
     return times, pids
 
 

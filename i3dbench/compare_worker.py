@@ -14,7 +14,8 @@ prints goes to stderr, which the driver keeps in a log file. Requests:
 
 * ``hello``: where ``i3dbench`` was imported from, torch version and threads.
 * ``setup {entries, zoo}``: build and warm each entry's model once (seeded random weights: speed
-  and memory do not depend on the weights) with one video's test views as a fixed input.
+  and memory do not depend on the weights) with one video's test views as a fixed input;
+  ``setup_many {groups}``: that for several manifests, answering with ``hello``'s facts too.
 * ``block {entry, seconds, min_iterations}``: time the published protocol's step (forward of one
   video's views + view averaging) until both minimums are met; returns every iteration time.
 * ``fork_round`` / ``end_round``: a child process with fresh copies of the models serves the
@@ -79,6 +80,13 @@ class Worker:
             while time.perf_counter() - t0 < warmup_s:
                 self.models[name][3]()
         return {"entries": list(entries), "threads": torch.get_num_threads()}
+
+    def setup_many(self, groups: list, threads: int | None = None) -> dict:
+        """``setup`` for each ``{"entries", "zoo"}`` group; answers with ``hello``'s facts too (a worker
+        started mid-compare is set up by this one request)."""
+        for g in groups:
+            self.setup(g["entries"], g.get("zoo"), threads=threads)
+        return {**self.hello(), "entries": list(self.models)}
 
     @staticmethod
     def _step(entry, model, x):

@@ -9,8 +9,10 @@ request's base). The head is the working tree. The command is the real one, in p
 
 speed in paired rounds, accuracy on the same videos, memory of the same kind (compare.py). Pass:
 exit 0 (every check SAME or better, or a regression accepted by a ``Perf-Accepted:`` trailer
-between the two). Exit 1 (REGRESSED) and exit 2 (UNKNOWN after the cap, or a revision that
-cannot run) fail, with the verdict table. A base that this clone does not have (a shallow clone,
+between the two). Exit 1 (REGRESSED) fails, with the verdict table, and so does exit 2 from a
+revision that cannot run or an accuracy or memory check that cannot be judged (both are
+deterministic). A speed check still UNKNOWN after the cap (a machine too noisy to decide within
+the budget) is a skip whose reason names it: never a pass. A base that this clone does not have (a shallow clone,
 an unknown commit) is a skip whose reason says so, printed as a line of its own: never a pass.
 """
 
@@ -72,4 +74,15 @@ def test_the_code_under_test_against_the_reference_revision(pytestconfig, run_di
     with capsys.disabled():
         print(f"\n$ i3dbench {' '.join(argv)}   (base from {source})\n{out.out}{out.err}(exit {rc})")
     assert rc != 1, f"the code under test REGRESSED against {base}:\n{out.out}{out.err}"
-    assert rc == 0, f"compare could not decide against {base} (exit {rc}):\n{out.out}{out.err}"
+    if rc == 2:
+        from i3dbench.verdicts import UNKNOWN, compare_records, load_compare_record
+
+        _, checks = load_compare_record(compare_records(run_dir.path)[-1])
+        undecided = [c for c in checks if c.verdict == UNKNOWN]
+        # Accuracy and memory are deterministic: UNKNOWN there is a failure. Speed still UNKNOWN after the
+        # cap means this machine was too noisy to decide within the budget: said as a skip, never a pass.
+        assert undecided and all(c.metric == "video_per_s" for c in undecided), \
+            f"compare could not judge against {base} (exit 2):\n{out.out}{out.err}"
+        pytest.skip("compare: speed UNKNOWN after the cap against {} ({}): not judged, see the table above".format(
+            base[:10], ", ".join(f"{c.entry} {c.change}" for c in undecided)))
+    assert rc == 0, f"compare exit {rc} against {base}:\n{out.out}{out.err}"

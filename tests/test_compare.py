@@ -280,7 +280,8 @@ def test_the_speed_path_records_every_block_and_round(repo, monkeypatch, tmp_pat
     monkeypatch.chdir(repo)
     _git(repo, "checkout", "-q", "master")
     rc, out = _compare(capsys, "master", "--only", SMOKE, "--checks", "speed", "--rounds", "6", "--max-rounds", "6",
-                       "--block-seconds", "0.05", "--workers", "2", "--seed", "1", "--out", str(tmp_path / "r"))
+                       "--block-seconds", "0.05", "--workers", "2", "--rounds-per-process", "1", "--seed", "1",
+                       "--out", str(tmp_path / "r"))
     assert rc in (0, 1, 2), out
     (record,) = (tmp_path / "r" / "compare").glob("compare-*.json")
     doc, (c,) = load_compare_record(record)
@@ -290,6 +291,10 @@ def test_the_speed_path_records_every_block_and_round(repo, monkeypatch, tmp_pat
         assert len(b) >= 3 and len(h) >= 3
         assert r == pytest.approx(statistics.median(h) / statistics.median(b))
     assert c.verdict in VERDICTS
+    # every round in a child of a worker process that served no other round (--rounds-per-process 1)
+    parents = [[b[0], h[0]] for b, h in c.round_processes]
+    assert len({b for b, _ in parents}) == 6 == len({h for _, h in parents})
+    assert all(b[0] != b[1] and h[0] != h[1] for b, h in c.round_processes)  # the round ran in forked children
     assert math.isclose(c.ratio, math.exp(statistics.median(math.log(r) for r in c.round_ratios)))
     assert [j.checks[0].verdict for j in run_gate(tmp_path / "r").compares] == [c.verdict]
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .common import positive_float, positive_int
+from .common import positive_float, positive_int, seed_int
 
 
 def _settings(args: argparse.Namespace, checks=None):
@@ -15,7 +15,7 @@ def _settings(args: argparse.Namespace, checks=None):
     max_rounds = args.max_rounds if args.max_rounds is not None else max(30, args.rounds)
     return CompareSettings(rounds=args.rounds, max_rounds=max_rounds, block_s=args.block_seconds,
                            checks=tuple(checks or CHECKS), seed=args.seed, workers=args.workers,
-                           threads=args.threads)
+                           threads=args.threads, rounds_per_process=args.rounds_per_process)
 
 
 def _only(text: str) -> list[str]:
@@ -56,11 +56,14 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--block-seconds", type=positive_float, default=0.4,
                    help="seconds each revision's block of one round lasts (default 0.4)")
     p.add_argument("--workers", type=positive_int, default=4,
-                   help="worker processes per revision for the speed rounds (default 4; each round forks a "
-                        "fresh child of one of each revision, so that a difference between processes is noise)")
+                   help="worker processes per revision at a time (default 4; each round forks a fresh child of "
+                        "one of each revision, so that a difference between processes is noise)")
+    p.add_argument("--rounds-per-process", type=positive_int.allow_zero, default=0,
+                   help="speed rounds a worker process serves before a new one replaces it (default 0: never; "
+                        "1-2 on a heavily loaded machine, at seconds of CPU per new process)")
     p.add_argument("--threads", type=positive_int, default=1,
                    help="torch threads per worker (default 1: robust to one competing busy process)")
-    p.add_argument("--seed", type=int, help="seed of the random orders (default: fresh)")
+    p.add_argument("--seed", type=seed_int, help="seed of the random orders (default: fresh)")
     p.add_argument("--out", type=Path, help="run folder (default: a new runs/<UTC time>-<host>/)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
 
