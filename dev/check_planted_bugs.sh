@@ -15,8 +15,8 @@
 # the same before and after. Exit 0 when all hold, 1 when not, 3 when the bug cannot be planted.
 # The runs skip the speed step: these copies run one after another, and on a shared machine
 # consecutive runs' timings drift by more than the gate's speed tolerance (unchanged code was
-# seen x1.385 slower 20 s later). Speed is checked by dev/check_ci_gate.sh (a 1.5x slowdown)
-# and by the suites' self-gate, whose baseline timings are measured interleaved.
+# seen x1.385 slower 20 s later). Speed is checked by `i3dbench compare`, which measures two revisions
+# side by side (tests/test_compare.py, suites/test_compare_power.py: planted slowdowns).
 set -uo pipefail
 
 entry=smoke_i3d_tiny_video

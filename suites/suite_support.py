@@ -24,8 +24,7 @@ PERF_SCHEMA = "i3dbench-perf-1"
 # --quick: CI-sized timed loops for the smoke entries. Long enough that the gate can judge the
 # result (it needs >= 5 times with a robust spread under 25 %; the spread is a median absolute
 # deviation, so a burst of other work shorter than half the loop does not make it noisy), short
-# enough that both protocols of the three smoke entries, measured twice (the session, then the
-# fresh baseline), stay within about a minute on 2 cores.
+# enough that both protocols of the three smoke entries stay within about a minute on 2 cores.
 QUICK_BUDGET = LoopBudget(warmup_iterations=2, warmup_s=0.5, min_iterations=20, min_seconds=3.0)
 
 # Full-size entries on a CPU (without --quick): seconds for one architecture's throughput
