@@ -55,7 +55,7 @@ from pathlib import Path
 from typing import Optional
 
 from .errors import UserError
-from .records import comparison_key, load_records, parse_time, record_time
+from .records import comparison_key, load_records, parse_time, record_time, run_folder
 from .zoo import ZooEntry, load_zoo, load_zoos
 
 OK, REGRESSED, IMPROVED, CANNOT, NA = "ok", "REGRESSED", "improved", "CANNOT JUDGE", "n/a"
@@ -491,16 +491,11 @@ def judge_compares(run_dir) -> list[CompareJudgement]:
     return out
 
 
-def _run_folder(records_dir) -> Path:
-    p = Path(records_dir)
-    return p.parent if p.name == "records" and (p.parent / "compare").is_dir() else p
-
-
 def run_gate(records_dir, baseline=None, zoo=None, now: Optional[datetime] = None) -> GateResult:
     """Judge the newest records (see the module docstring) and the run's saved compares; never
     raises for bad input."""
     try:
-        compares = judge_compares(_run_folder(records_dir))
+        compares = judge_compares(run_folder(records_dir))
     except (UserError, OSError, ValueError) as err:
         return GateResult(2, problems=[str(err)])
     result = _run_gate_records(records_dir, baseline, zoo, now, bool(compares))

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from .records import comparison_key, load_records, record_time
+from .records import comparison_key, load_records, record_time, unique_records
 from .zoo import ZooEntry
 
 METRICS = {
@@ -117,8 +117,7 @@ def load_history(sources: list[Path], unreadable: Optional[list[str]] = None) ->
             folders.append(src)
         elif src.is_dir():
             folders += sorted(p for p in src.iterdir() if (p / "records").is_dir())
-    seen: set[tuple[str, str]] = set()
-    out = []
+    loaded = []
     for src in sources:
         if not Path(src).is_dir() and unreadable is not None:
             unreadable.append(f"{src}: no such folder")
@@ -130,12 +129,8 @@ def load_history(sources: list[Path], unreadable: Optional[list[str]] = None) ->
                 raise
             unreadable.append(str(err))
             continue
-        for rec in recs:
-            ident = (rec["_file"], rec["conditions"]["time"])
-            if ident not in seen:
-                seen.add(ident)
-                out.append(rec)
-    return out
+        loaded += recs
+    return unique_records(loaded)
 
 
 def _commit(rec: dict) -> str:

@@ -465,6 +465,23 @@ def records_folder(path: str | os.PathLike) -> Path:
     return path / "records" if (path / "records").is_dir() else path
 
 
+def run_folder(path: str | os.PathLike) -> Path:
+    """The run folder of ``path`` (a run folder or its ``records/``): where ``compare/`` and ``report/`` live."""
+    folder = records_folder(path)
+    return folder.parent if folder.name == "records" else folder
+
+
+def unique_records(records) -> list[dict]:
+    """Each record once, first seen first (by file name and time: ``publish`` copies records into results/)."""
+    seen, out = set(), []
+    for rec in records:
+        ident = (rec["_file"], rec["conditions"]["time"])
+        if ident not in seen:
+            seen.add(ident)
+            out.append(rec)
+    return out
+
+
 def load_records(records_dir: str | os.PathLike, kinds: Optional[tuple[str, ...]] = None) -> list[dict]:
     """All records (``*.json``) directly under ``records_dir`` (or a run folder's ``records/``), oldest first.
 
@@ -541,6 +558,8 @@ __all__ = [
     "record_protocol",
     "record_time",
     "records_folder",
+    "run_folder",
+    "unique_records",
     "validate_record",
     "write_record",
 ]

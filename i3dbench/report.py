@@ -37,7 +37,7 @@ from typing import Any, Optional, Sequence
 from .errors import UserError
 from .fileio import atomic_write, replace_dir
 from .fmt import MISSING, fmt_delta, fmt_interval, fmt_mem, fmt_num, fmt_ratio, fmt_speed, fmt_verdict
-from .records import load_records, records_folder
+from .records import load_records, run_folder, unique_records
 from .render_markdown import (
     ACCURACY_NOTE,
     MARK,
@@ -262,21 +262,8 @@ def _as_list(records_dir) -> list[Path]:
 
 
 def _load(dirs: list[Path]) -> list[dict]:
-    """The records of every folder, each record once (by file name and time: ``publish`` copies records)."""
-    seen, out = set(), []
-    for d in dirs:
-        for rec in load_records(d):
-            ident = (rec["_file"], rec["conditions"]["time"])
-            if ident not in seen:
-                seen.add(ident)
-                out.append(rec)
-    return out
-
-
-def _run_folder(records_dir: Path) -> Path:
-    """The run folder of a records folder (compare files live in ``<run>/compare/``)."""
-    folder = records_folder(records_dir)
-    return folder.parent if folder.name == "records" else folder
+    """The records of every folder, each record once (records.unique_records)."""
+    return unique_records(rec for d in dirs for rec in load_records(d))
 
 
 def _history(history, entries: dict[str, ZooEntry], records: list[dict], dirs: list[Path]):
@@ -328,7 +315,7 @@ def render_report(
     check_out_dir(out_dir, dirs)
     entries = _entries(zoo)
     records = _load(dirs)
-    compares = load_compares([_run_folder(d) for d in dirs])
+    compares = load_compares([run_folder(d) for d in dirs])
     tables = build_tables(entries, records, compares)
     hist = _history(history or None, entries, records, dirs)
     label = records_label or _records_label(dirs, out_dir)
