@@ -4,10 +4,8 @@ A binary search over the first-parent commits after GOOD up to BAD. Every step i
 a commit against **GOOD** (not against its parent): the search keeps "lo is the same as GOOD,
 hi is worse than GOOD", which holds for a change that lands in one commit and for one that
 builds up over several (against its parent, each commit of a gradual drift reads SAME and the
-search would lose it). Each step starts fresh worker processes for both GOOD and the midpoint,
-at the same time, as `compare` does: a GOOD process kept from step to step was measured x0.78 of
-a fresh process of the same code (a bias between long-lived and new processes that pairing
-cannot cancel), so both sides of every step are equally new. The first step checks BAD itself (a BAD that is not REGRESSED has no
+search would lose it). Each step starts fresh processes for both GOOD and the midpoint, as
+`compare` does (its speed host times both in one process, each round in a fresh child). The first step checks BAD itself (a BAD that is not REGRESSED has no
 culprit to find). A step still UNKNOWN after ``max_rounds`` is measured again with twice as
 many rounds; UNKNOWN then, the search stops: not decidable (exit 2), with the table of steps.
 Exit 0 found (the culprit printed with its subject), 2 not decidable.
@@ -21,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional
 
-from .compare import CompareSettings, measure_pair, pool_size, start_pools
+from .compare import CompareSettings, measure_pair, start_session
 from .errors import UserError
 from .revisions import (
     Revision,
@@ -97,13 +95,11 @@ def bisect(good: str, bad: str, *, entry: str, metric: str = "video_per_s", zoo:
                 f" vs GOOD {good_sha[:10]}")
             step = None
             for s in (settings, replace(settings, rounds=settings.max_rounds, max_rounds=2 * settings.max_rounds)):
-                pools = []
+                session = start_session(good_rev, rev, work / sha[:10], "speed" in s.checks)
                 try:
-                    pools = start_pools([(good_rev, "base"), (rev, "head")], work / sha[:10], pool_size(settings))
-                    checks = measure_pair(pools[0], pools[1], [entry], zoo, s, work / sha[:10], progress=progress)
+                    checks = measure_pair(session, [entry], zoo, s, work / sha[:10], progress=progress)
                 finally:
-                    for pool in pools:
-                        pool.close()
+                    session.close()
                 step = Step(sha, rev.subject, pos, _metric_check(checks, metric), s.max_rounds)
                 result.steps.append(step)
                 say(f"bisect:   {step.verdict} {step.check.change} ({step.check.why})")

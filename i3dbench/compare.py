@@ -1,22 +1,23 @@
 """`i3dbench compare BASE [HEAD]`: two revisions measured together, in one session, paired.
 
-Each revision runs in its own long-lived worker process (compare_worker.py, started with
-``PYTHONPATH`` = that revision's tree, materialised once by revisions.py), which builds and
-warms each entry's model once. Then, per entry:
+Each revision runs in its own worker process (compare_worker.py, started with ``PYTHONPATH`` =
+that revision's tree, materialised once by revisions.py): it must import and build (else exit 2
+naming it), and it measures the revision's accuracy and memory. Per entry:
 
 * **accuracy**: both revisions evaluate the same videos with the entry's own test protocol and
-  their own checkpoint (the smoke entries: the synthetic val set; a Kinetics-400 entry: the copy
-  named by ``I3DBENCH_K400_ROOT`` / ``_ANN``, else the check is skipped, and says so);
+  their own checkpoint (the smoke entries: the synthetic val set; a Kinetics-400 entry: its layout
+  in the user's copy, else the check is skipped, and says so);
 * **memory**: the peak CPU tensor memory of one step, the same kind for both;
-* **speed**: rounds. In each round every entry's two blocks (a short time-based run of the
-  published protocol's step in each revision) run back to back, in a fresh random order per
-  round (RMIT: Abedi & Brecht 2017) and in a random order of entries; the round's sample is the
-  ratio of the two blocks' medians. After ``rounds`` rounds the checks are judged
-  (verdicts.py); an entry whose speed is still UNKNOWN gets more rounds, ``add_rounds`` at a
-  time, up to ``max_rounds``.
+* **speed**: rounds, timed by one *speed host* process that holds both revisions (each from its
+  own tree, with its own modules: compare_worker.py says why one process and how they are kept
+  apart). In each round, a fresh forked child steps the two revisions' models alternately, each
+  pair in a random order (RMIT: Abedi & Brecht 2017), for ``2 * block_s``; entries come in a random
+  order per round; the round's sample is the ratio of the two revisions' median step times.
+  After ``rounds`` rounds the checks are judged (verdicts.py); an entry whose speed is still
+  UNKNOWN gets more rounds, ``add_rounds`` at a time, up to ``max_rounds``.
 
 The verdicts (SAME / REGRESSED / IMPROVED / UNKNOWN, Holm over every check of the compare) go
-to stdout as one table, and a compare record with both commits, every raw block time and every
+to stdout as one table, and a compare record with both commits, every raw step time and every
 per-round ratio goes to ``<run>/compare/compare-<UTC>.json``, so the report renders it and
 ``gate`` re-judges it. Exit 0 all SAME/IMPROVED (or regressions accepted by a ``Perf-Accepted:``
 trailer between the two), 1 a regression, 2 UNKNOWN after the cap or a revision that cannot run.
@@ -27,7 +28,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import select
 import statistics
 import subprocess
 import sys
@@ -72,12 +72,7 @@ class CompareSettings:
     max_rounds: int = 30  # the cap: still UNKNOWN then is exit 2
     add_rounds: int = 4  # rounds added at a time to the entries still UNKNOWN
     block_s: float = 0.4  # seconds of one revision's block
-    threads: int = 1  # torch threads of each worker: 1 keeps a timing robust to one competing busy process
-    workers: int = 4  # worker processes per revision at a time (see WorkerPool); each round forks a child of one
-    # Speed rounds (of one entry) a worker process serves before a new one replaces it; 0: never. Renewal
-    # draws the processes' own speed afresh (WorkerPool), but a new process costs seconds of CPU while the
-    # rounds run: on a loaded 2-core machine a 2-entry compare took 435 s with 2.
-    rounds_per_process: int = 0
+    threads: int = 1  # torch threads of the timing process: 1 keeps a timing robust to one competing busy process
     min_block_iterations: int = 3
     checks: tuple = CHECKS
     seed: Optional[int] = None  # the random orders (None: fresh each compare)
@@ -97,49 +92,38 @@ class CompareSettings:
 # --------------------------------------------------------------------------- worker processes
 
 
-class RevisionWorker:
-    """One worker process of a revision (see compare_worker.py); its stderr goes to ``log``.
+class WorkerProcess:
+    """One process running compare_worker.py; its stderr goes to ``log``.
 
-    Started here with its first request sent (``hello``, or the pool's ``setup_many`` for a worker
-    that replaces a retired one) and not waited for: :meth:`settle` receives that answer and checks
-    that the worker imported its own tree, so that several start in parallel, or in the background."""
+    Started here with its first request sent and not waited for: :meth:`settle` receives that
+    answer (:meth:`check_first`), so that several processes start in parallel."""
 
-    def __init__(self, rev: Revision, role: str, log: Path, first: tuple = ("hello", {})):
-        self.rev, self.role, self.log = rev, role, log
+    first_op = "ping"
+
+    def __init__(self, name: str, log: Path, tree: Optional[str], cwd: Path):
+        self.name, self.log = name, log
         log.parent.mkdir(parents=True, exist_ok=True)
         self._log_fh = open(log, "ab")  # noqa: SIM115 - kept open for the process's life, closed in close()
-        self.tree = str(rev.tree.resolve())
         env = dict(os.environ)
-        env["PYTHONPATH"] = self.tree + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-        env["I3DBENCH_COMPARE_TREE"] = self.tree
+        env.pop("I3DBENCH_COMPARE_TREE", None)
+        if tree:
+            env["PYTHONPATH"] = tree + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+            env["I3DBENCH_COMPARE_TREE"] = tree
         env.setdefault("PYTHONUNBUFFERED", "1")
-        self.proc = subprocess.Popen([sys.executable, "-u", str(WORKER_FILE)], cwd=self.tree, env=env,
+        self.proc = subprocess.Popen([sys.executable, "-u", str(WORKER_FILE)], cwd=str(cwd), env=env,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log_fh, text=True)
-        self.pending: Optional[str] = first[0]
-        self.send(first[0], **first[1])
+        self.pending: Optional[str] = self.first_op
+        self.send(self.first_op)
+
+    def check_first(self, answer: dict) -> None:
+        """Check the answer to the first request (a revision worker: that it imported its own tree)."""
 
     def settle(self) -> None:
         """Receive the answer to the request sent at start (blocking), once."""
         if self.pending is None:
             return
         op, self.pending = self.pending, None
-        where = Path(self.receive(op)["i3dbench"])
-        if not where.is_relative_to(Path(self.tree)):
-            raise RevisionError(f"{self.name}: its worker imported i3dbench from {where}, not from its tree "
-                                f"{self.tree}")
-
-    def ready(self) -> bool:
-        """Settled, or its first answer has arrived (then settled now); never blocks."""
-        if self.pending is None:
-            return True
-        if select.select([self.proc.stdout], [], [], 0)[0] or self.proc.poll() is not None:
-            self.settle()
-            return True
-        return False
-
-    @property
-    def name(self) -> str:
-        return f"{self.role} revision {self.rev.label} ({self.rev.short})"
+        self.check_first(self.receive(op))
 
     def _tail(self) -> str:
         try:
@@ -186,83 +170,52 @@ class RevisionWorker:
         self._log_fh.close()
 
 
-class WorkerPool:
-    """The worker processes of one revision (see :func:`start_pools`), renewed as a compare goes on.
+class RevisionWorker(WorkerProcess):
+    """The worker of one revision: ``PYTHONPATH`` = its tree; imports it, evaluates, profiles memory."""
 
-    Why: two processes running the same code on this machine were measured up to ~10% apart for
-    their whole life (±20% on a machine loaded far beyond its cores), and a child forked from a
-    process inherits its speed (where its code and JIT-compiled kernels landed): a bias between two
-    revisions that no number of rounds inside one pair of processes removes. So each process serves
-    at most ``rounds_per_process`` speed rounds and is then replaced by a new one, started in the
-    background while the next rounds run (``--rounds-per-process``; by default processes are kept
-    and the pool's four are drawn in turn); each round draws a ready process of each revision (the
-    least used first, at random among equals). Process-to-process differences become part of the
-    round-to-round noise that the interval accounts for, instead of a bias."""
+    first_op = "hello"
 
-    def __init__(self, rev: Revision, role: str, workers: list[RevisionWorker], log_dir: Path):
-        self.rev, self.role, self.workers, self.log_dir = rev, role, workers, log_dir
-        self.uses = {id(w): 0 for w in workers}
-        self.started = len(workers)
-        self.setup_request: Optional[dict] = None
+    def __init__(self, rev: Revision, role: str, log: Path):
+        self.rev, self.role = rev, role
+        self.tree = str(rev.tree.resolve())
+        super().__init__(f"{role} revision {rev.label} ({rev.short})", log, self.tree, rev.tree)
 
-    def configure(self, groups: list[dict], threads: int) -> None:
-        """Build and warm the models of ``groups`` (``{"entries", "zoo"}``) in every process, in parallel."""
-        self.setup_request = {"groups": groups, "threads": threads}
-        for w in self.workers:
-            w.settle()
-            w.send("setup_many", **self.setup_request)
-        for w in self.workers:
-            w.receive("setup_many")
+    def check_first(self, answer: dict) -> None:
+        where = Path(answer["i3dbench"])
+        if not where.is_relative_to(Path(self.tree)):
+            raise RevisionError(f"{self.name}: its worker imported i3dbench from {where}, not from its tree "
+                                f"{self.tree}")
 
-    def draw(self, rng) -> RevisionWorker:
-        ready = [w for w in self.workers if w.ready()]
-        if not ready:  # every process is still starting: wait for the oldest
-            self.workers[0].settle()
-            ready = [self.workers[0]]
-        least = min(self.uses[id(w)] for w in ready)
-        return rng.choice([w for w in ready if self.uses[id(w)] == least])
 
-    def used(self, w: RevisionWorker, rounds_per_process: int) -> None:
-        """Count a round served by ``w``; retire it after ``rounds_per_process`` and start its successor."""
-        self.uses[id(w)] += 1
-        if rounds_per_process and self.uses[id(w)] >= rounds_per_process and self.setup_request is not None:
-            self.workers.remove(w)
-            w.close()
-            new = RevisionWorker(self.rev, self.role, self.log_dir / f"{self.role}-{self.started}.log",
-                                 first=("setup_many", self.setup_request))
-            self.started += 1
-            self.workers.append(new)
-            self.uses[id(new)] = 0
+@dataclass
+class Session:
+    """The processes of one compare: a worker per revision, and the speed host when speed is measured."""
 
-    @property
-    def first(self) -> RevisionWorker:
-        w = self.workers[0]
-        w.settle()
-        return w
+    base: RevisionWorker
+    head: RevisionWorker
+    host: Optional[WorkerProcess]
 
     def close(self) -> None:
-        for w in self.workers:
-            w.close()
-
-
-def start_pools(revisions: list[tuple[Revision, str]], log_dir: Path, size: int) -> list[WorkerPool]:
-    """One pool of ``size`` processes per (revision, role), started interleaved (base 0, head 0, base 1,
-    ...) and at the same time, so that no revision's processes are systematically older or started
-    on a busier machine; each is then checked to have imported its own tree."""
-    spawned: dict[str, list[RevisionWorker]] = {role: [] for _, role in revisions}
-    try:
-        for i in range(size):
-            for rev, role in revisions:
-                spawned[role].append(RevisionWorker(rev, role, log_dir / f"{role}-{i}.log"))
-        for workers in spawned.values():
-            for w in workers:
-                w.settle()
-    except BaseException:
-        for workers in spawned.values():
-            for w in workers:
+        for w in (self.base, self.head, self.host):
+            if w is not None:
                 w.close()
+
+
+def start_session(base: Revision, head: Revision, log_dir: Path, speed: bool) -> Session:
+    """Start the processes of a compare at once (each imports torch: seconds of CPU), then check each."""
+    started: list[WorkerProcess] = []
+    try:
+        started.append(RevisionWorker(base, "base", log_dir / "base.log"))
+        started.append(RevisionWorker(head, "head", log_dir / "head.log"))
+        if speed:
+            started.append(WorkerProcess("speed host", log_dir / "speed-host.log", None, log_dir))
+        for w in started:
+            w.settle()
+    except BaseException:
+        for w in started:
+            w.close()
         raise
-    return [WorkerPool(rev, role, spawned[role], log_dir) for rev, role in revisions]
+    return Session(started[0], started[1], started[2] if speed else None)
 
 
 # --------------------------------------------------------------------------- what to measure
@@ -324,22 +277,17 @@ class CompareResult:
         return max((c.rounds for c in self.checks if c.metric == SPEED_METRIC), default=0)
 
 
-def pool_size(settings: CompareSettings) -> int:
-    """Processes per revision: several for the speed rounds (WorkerPool), one when only accuracy or memory
-    is measured (deterministic: one evaluation and one profile per revision)."""
-    return settings.workers if "speed" in settings.checks else 1
-
-
-def measure_pair(base_w: WorkerPool, head_w: WorkerPool, entries: list[str], zoo: Optional[str],
-                 settings: CompareSettings, work: Path, progress: bool = True,
-                 skipped: Optional[list] = None) -> list[PairedCheck]:
-    """Every check of ``settings.checks`` for ``entries``, measured by the two workers (set up here)."""
+def measure_pair(session: Session, entries: list[str], zoo: Optional[str], settings: CompareSettings, work: Path,
+                 progress: bool = True, skipped: Optional[list] = None) -> list[PairedCheck]:
+    """Every check of ``settings.checks`` for ``entries``, measured by the session's processes (set up here)."""
     rng = random.Random(settings.seed)
     resolved = {n: manifest_of(n, zoo) for n in entries}
-    for w in (base_w, head_w):
-        groups = [{"entries": [n for n in entries if resolved[n][1] == manifest], "zoo": _zoo_in(w.rev, manifest)}
-                  for manifest in sorted({m for _, m in resolved.values()})]
-        w.configure(groups, settings.threads)
+    workers = (session.base, session.head)
+
+    def groups(rev: Revision) -> list[dict]:
+        return [{"entries": [n for n in entries if resolved[n][1] == manifest], "zoo": _zoo_in(rev, manifest)}
+                for manifest in sorted({m for _, m in resolved.values()})]
+
     checks: list[PairedCheck] = []
     skipped = skipped if skipped is not None else []
     say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if progress else (lambda msg: None)
@@ -352,29 +300,34 @@ def measure_pair(base_w: WorkerPool, head_w: WorkerPool, entries: list[str], zoo
                 continue
             say(f"compare: evaluating {n} in both revisions")
             answers = {}
-            for w in (base_w, head_w):
-                answers[w.role] = w.first.request("eval", entry=n, data_root=inputs[0], ann=inputs[1], checkpoint=None,
+            for w in workers:
+                answers[w.role] = w.request("eval", entry=n, data_root=inputs[0], ann=inputs[1], checkpoint=None,
                                             out=str(work / w.role), zoo=_zoo_in(w.rev, manifest))
             checks += accuracy_checks(n, answers["base"]["per_video"], answers["head"]["per_video"],
                                       {"top1": entry.tolerance.top1, "top5": entry.tolerance.top5})
     if "memory" in settings.checks:
+        for w in workers:
+            w.request("setup_many", groups=groups(w.rev), threads=settings.threads)
         for n in entries:
             entry = resolved[n][0]
             c = PairedCheck(entry=n, metric=MEMORY_METRIC, tolerance=entry.tolerance.memory_rel)
-            for w in (base_w, head_w):
-                peak = w.first.request("memory", entry=n)["peak_bytes"]
+            for w in workers:
+                peak = w.request("memory", entry=n)["peak_bytes"]
                 setattr(c, w.role, None if peak is None else round(peak / 2**20, 3))
             checks.append(c)
     if "speed" in settings.checks:
+        say("compare: building both revisions' models in the speed host")
+        session.host.request("load_pair", threads=settings.threads, seed=rng.randrange(2**32),
+                             sides={w.role: {"tree": w.tree, "label": w.name, "groups": groups(w.rev)} for w in workers})
         speed = {n: PairedCheck(entry=n, metric=SPEED_METRIC, tolerance=resolved[n][0].tolerance.compare_speed)
                  for n in entries}
         checks += speed.values()
-        _speed_rounds(base_w, head_w, speed, checks, settings, rng, say, progress)
+        _speed_rounds(session.host, speed, checks, settings, rng, say, progress)
     decide(checks, settings.alpha)
     return checks
 
 
-def _speed_rounds(base_w, head_w, speed: dict, checks: list, settings: CompareSettings, rng, say,
+def _speed_rounds(host: WorkerProcess, speed: dict, checks: list, settings: CompareSettings, rng, say,
                   progress: bool) -> None:
     from tqdm import tqdm
 
@@ -391,9 +344,11 @@ def _speed_rounds(base_w, head_w, speed: dict, checks: list, settings: CompareSe
                 f"(cap {settings.max_rounds})")
         for _ in range(batch):
             for n in rng.sample(pending, len(pending)):
-                times, pids = _paired_block(base_w, head_w, n, settings, rng)
+                answer = host.request("pair_round", entry=n, seconds=settings.block_s,
+                                      min_iterations=settings.min_block_iterations, seed=rng.randrange(2**32))
+                times = answer["times_s"]
                 c = speed[n]
-                c.round_processes.append(pids)
+                c.round_processes.append([host.proc.pid, answer["pid"]])
                 c.blocks["base"].append(times["base"])
                 c.blocks["head"].append(times["head"])
                 c.round_ratios.append(statistics.median(times["head"]) / statistics.median(times["base"]))
@@ -405,29 +360,6 @@ def _speed_rounds(base_w, head_w, speed: dict, checks: list, settings: CompareSe
         decide(checks, settings.alpha)
         pending = [n for n in pending if speed[n].verdict == UNKNOWN]
     bar.close()
-
-
-def _paired_block(base_w, head_w, entry: str, settings: CompareSettings, rng) -> tuple[dict, list]:
-    """One round of one entry: a fresh child process of each revision (compare_worker.fork_round), whose
-    iterations alternate one by one, each pair in a random order, for ``2 * block_s`` seconds (at least
-    ``min_block_iterations`` each): every head iteration has a base iteration next to it in time, so a
-    burst of other work lands on both alike, and every round draws the processes' own effects afresh."""
-    times: dict[str, list[float]] = {"base": [], "head": []}
-    chosen = [base_w.draw(rng), head_w.draw(rng)]
-    pids = [[w.proc.pid, w.request("fork_round")["pid"]] for w in chosen]  # a fresh child of each, this round
-    try:
-        t0 = time.perf_counter()
-        while len(times["base"]) < settings.min_block_iterations or time.perf_counter() - t0 < 2 * settings.block_s:
-            pair = list(chosen)
-            rng.shuffle(pair)
-            for w in pair:
-                times[w.role] += w.request("block", entry=entry, seconds=0.0, min_iterations=1)["times_s"]
-    finally:
-        for w in chosen:
-            w.request("end_round")
-    base_w.used(chosen[0], settings.rounds_per_process)
-    head_w.used(chosen[1], settings.rounds_per_process)
-    return times, pids
 
 
 def _speed_values(c: PairedCheck) -> None:
@@ -453,14 +385,11 @@ def compare(base: str, head: Optional[str] = None, *, only: list[str], zoo: Opti
     stamp = started.strftime("%Y%m%dT%H%M%S%fZ")
     work = run.path / "compare" / f"work-{stamp}"
     result = CompareResult(base_rev, head_rev, settings, [], started=started.isoformat(timespec="microseconds"))
-    workers: list[WorkerPool] = []
+    session = start_session(base_rev, head_rev, work, "speed" in settings.checks)
     try:
-        workers = start_pools([(base_rev, "base"), (head_rev, "head")], work, pool_size(settings))
-        result.checks = measure_pair(workers[0], workers[1], list(only), zoo, settings, work, progress,
-                                     result.skipped)
+        result.checks = measure_pair(session, list(only), zoo, settings, work, progress, result.skipped)
     finally:
-        for w in workers:
-            w.close()
+        session.close()
     accepted = parse_accepted(messages(repo, base_rev.commit, head_rev.commit)) if base_rev.commit else []
     apply_accepted(result.checks, accepted)
     result.exit_code = exit_code(result.checks, result.problems)
@@ -507,5 +436,5 @@ def describe(result: CompareResult) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["pool_size", "start_pools", "CHECKS", "CompareResult", "CompareSettings", "RevisionError", "compare", "describe",
+__all__ = ["start_session", "Session", "CHECKS", "CompareResult", "CompareSettings", "RevisionError", "compare", "describe",
            "measure_pair"]

@@ -143,7 +143,9 @@ def _run_records(run: Path, results: Path) -> list[dict]:
     if not run.is_dir():
         raise UserError(f"{run}: not a run folder (a folder with records/); nothing was published")
     if not (run / "records").is_dir():
-        raise UserError(f"{run}: no records/ folder; name a run folder (nothing was published)")
+        if (run / "perf").is_dir():  # a benchmark suite's run folder: its perf/ files only
+            return []
+        raise UserError(f"{run}: no records/ or perf/ folder; name a run folder (nothing was published)")
     try:
         return load_records(run / "records")
     except UserError as err:
@@ -155,6 +157,16 @@ def _run_perf(run: Path) -> dict[str, Path]:
     if not perf.is_dir():
         return {}
     return {p.relative_to(perf).as_posix(): p for p in sorted(perf.rglob("*")) if p.is_file()}
+
+
+def _perf_dirty(path: Path) -> bool:
+    """Whether a perf file's conditions say it was measured with uncommitted changes."""
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise UserError(f"{path}: not a readable perf JSON file ({err}); nothing was published") from None
+    code = ((doc.get("conditions") or {}).get("code") or {}) if isinstance(doc, dict) else {}
+    return bool(code.get("dirty"))
 
 
 def _refuse(run: Path, name: str, why: str) -> None:
@@ -500,6 +512,9 @@ def publish(runs, results="results", readme="README.md", zoo=None, *, allow_dirt
                                 f"{perf[rel].parents[len(Path(rel).parts)]}; publish only one of them; "
                                 "nothing was published")
             perf.setdefault(rel, path)
+            if not allow_dirty and path.suffix == ".json" and _perf_dirty(path):
+                _refuse(run, f"perf/{rel}", "measured from a working tree with uncommitted changes (commit, "
+                        "then run the suite again, or publish with --allow-dirty)")
 
     readme_text = None
     if readme_path is not None:

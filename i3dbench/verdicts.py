@@ -80,7 +80,7 @@ class PairedCheck:
     accepted_by: Optional[str] = None  # "abc1234 subject" of the commit that accepted a regression
     round_ratios: list = field(default_factory=list)  # speed
     blocks: dict = field(default_factory=lambda: {"base": [], "head": []})  # speed: every block's times
-    round_processes: list = field(default_factory=list)  # speed: [[base worker, its child], [head ...]] pids
+    round_processes: list = field(default_factory=list)  # speed: [speed host, the round's forked child] pids
     per_video: dict = field(default_factory=dict)  # accuracy: {"base": "1101-", "head": "..."}
     identical: Optional[bool] = None  # accuracy: identical per-video predictions
 

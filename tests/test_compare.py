@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import shutil
 import statistics
 import subprocess
@@ -280,23 +281,39 @@ def test_the_speed_path_records_every_block_and_round(repo, monkeypatch, tmp_pat
     monkeypatch.chdir(repo)
     _git(repo, "checkout", "-q", "master")
     rc, out = _compare(capsys, "master", "--only", SMOKE, "--checks", "speed", "--rounds", "6", "--max-rounds", "6",
-                       "--block-seconds", "0.05", "--workers", "2", "--rounds-per-process", "1", "--seed", "1",
-                       "--out", str(tmp_path / "r"))
+                       "--block-seconds", "0.05", "--seed", "1", "--out", str(tmp_path / "r"))
     assert rc in (0, 1, 2), out
     (record,) = (tmp_path / "r" / "compare").glob("compare-*.json")
     doc, (c,) = load_compare_record(record)
-    assert doc["head"]["rev"] == "working tree" and doc["settings"]["workers"] == 2
+    assert doc["head"]["rev"] == "working tree" and doc["settings"]["seed"] == 1
     assert c.rounds == 6 == len(c.round_ratios) == len(c.blocks["base"]) == len(c.blocks["head"])
     for r, b, h in zip(c.round_ratios, c.blocks["base"], c.blocks["head"]):
         assert len(b) >= 3 and len(h) >= 3
         assert r == pytest.approx(statistics.median(h) / statistics.median(b))
     assert c.verdict in VERDICTS
-    # every round in a child of a worker process that served no other round (--rounds-per-process 1)
-    parents = [[b[0], h[0]] for b, h in c.round_processes]
-    assert len({b for b, _ in parents}) == 6 == len({h for _, h in parents})
-    assert all(b[0] != b[1] and h[0] != h[1] for b, h in c.round_processes)  # the round ran in forked children
+    # one speed host; every round in a child of it that served no other round
+    hosts, children = {h for h, _ in c.round_processes}, [k for _, k in c.round_processes]
+    assert len(hosts) == 1 and len(set(children)) == 6 and not hosts & set(children)
     assert math.isclose(c.ratio, math.exp(statistics.median(math.log(r) for r in c.round_ratios)))
     assert [j.checks[0].verdict for j in run_gate(tmp_path / "r").compares] == [c.verdict]
+
+
+def test_a_torch_switch_flipped_at_import_is_measured_with_its_revision_only(repo, monkeypatch, tmp_path, capsys):
+    """Both revisions are timed in one process: a revision that flips one of torch's process-wide switches
+    at import (here: oneDNN off, ~3x slower convolutions on this model) must be measured with it, and the
+    other revision without it. Fails when the speed host shares one torch state between the two."""
+    monkeypatch.chdir(repo)
+    _branch(repo, "switch", "master")
+    _edit(repo, "i3dbench/__init__.py", '"""', 'import torch as _torch\n_torch.backends.mkldnn.enabled = False  # planted\n"""')
+    sha = _commit(repo, "oneDNN off at import")
+    # both import orders of the speed host: --seed 1 draws head first, --seed 2 base first
+    assert [random.Random(random.Random(k).randrange(2**32)).sample(["base", "head"], 2)[0] for k in (1, 2)] == [
+        "head", "base"]
+    for order_seed in (1, 2):
+        rc, out = _compare(capsys, "master", sha, "--only", SMOKE, "--checks", "speed", "--rounds", "6",
+                           "--max-rounds", "6", "--block-seconds", "0.1", "--seed", str(order_seed),
+                           "--out", str(tmp_path / "r"))
+        assert rc == 1 and "REGRESSED" in out, out
 
 
 def test_bisect_finds_the_planted_commit_among_12(repo, monkeypatch, tmp_path, capsys):

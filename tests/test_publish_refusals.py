@@ -63,7 +63,7 @@ def test_a_run_that_must_not_be_the_reference_is_refused(tmp_path, case):
         rec = _good_eval(code={"commit": "ab" * 20, "dirty": True, "source_sha256": "5" * 64})
         why = "uncommitted changes"
     else:
-        rec, why = None, "hold no records" if case == "empty" else "no records/ folder"
+        rec, why = None, "hold no records" if case == "empty" else "no records/ or perf/ folder"
     run = new_run(tmp_path, case, *([rec] if rec else []))
     if case == "no_records_folder":
         shutil.rmtree(run / "records")
@@ -204,3 +204,31 @@ def test_rows_added_and_removed_are_counted(tmp_path):
     added = int(re.search(r"rows: (\d+) added", res.out).group(1))
     assert added >= 3, res.out  # the smoke entries at least
     assert state(repo) == before
+
+
+def _perf_run(tmp_path: Path, name: str, dirty: bool) -> Path:
+    """A benchmark suite's run folder: perf/ only, its file carrying the conditions it was measured under."""
+    run = tmp_path / "runs" / name
+    (run / "perf").mkdir(parents=True)
+    doc = {"what": "compare_power", "conditions": {"code": {"commit": "cd" * 20, "dirty": dirty}}, "results": {}}
+    (run / "perf" / "compare_power.json").write_text(json.dumps(doc) + "\n")
+    return run
+
+
+def test_a_suite_run_with_perf_only_is_published_beside_a_run_with_records(tmp_path):
+    repo, _, _ = make_repo(tmp_path)
+    records_run = new_run(tmp_path, "records", _good_eval())
+    perf_run = _perf_run(tmp_path, "suite", dirty=False)
+    refused(repo, argv(repo, perf_run), [str(perf_run), "hold no records"])  # perf alone is no reference
+    run_cli(argv(repo, [records_run, perf_run]), expect_rc=0, must_name=["published 2 run(s)"])
+    assert (repo / "results" / "perf" / "compare_power.json").read_bytes() == \
+        (perf_run / "perf" / "compare_power.json").read_bytes()
+
+
+def test_a_perf_file_measured_from_a_dirty_tree_is_refused_by_name(tmp_path):
+    repo, _, _ = make_repo(tmp_path)
+    records_run = new_run(tmp_path, "records", _good_eval())
+    perf_run = _perf_run(tmp_path, "suite", dirty=True)
+    refused(repo, argv(repo, [records_run, perf_run]), [str(perf_run), "perf/compare_power.json",
+                                                         "uncommitted changes", "--allow-dirty"])
+    run_cli(argv(repo, [records_run, perf_run], "--allow-dirty"), expect_rc=0)

@@ -14,8 +14,7 @@ def _settings(args: argparse.Namespace, checks=None):
 
     max_rounds = args.max_rounds if args.max_rounds is not None else max(30, args.rounds)
     return CompareSettings(rounds=args.rounds, max_rounds=max_rounds, block_s=args.block_seconds,
-                           checks=tuple(checks or CHECKS), seed=args.seed, workers=args.workers,
-                           threads=args.threads, rounds_per_process=args.rounds_per_process)
+                           checks=tuple(checks or CHECKS), seed=args.seed, threads=args.threads)
 
 
 def _only(text: str) -> list[str]:
@@ -55,14 +54,8 @@ def _common(p: argparse.ArgumentParser) -> None:
                                                            "(default max(30, --rounds))")
     p.add_argument("--block-seconds", type=positive_float, default=0.4,
                    help="seconds each revision's block of one round lasts (default 0.4)")
-    p.add_argument("--workers", type=positive_int, default=4,
-                   help="worker processes per revision at a time (default 4; each round forks a fresh child of "
-                        "one of each revision, so that a difference between processes is noise)")
-    p.add_argument("--rounds-per-process", type=positive_int.allow_zero, default=0,
-                   help="speed rounds a worker process serves before a new one replaces it (default 0: never; "
-                        "1-2 on a heavily loaded machine, at seconds of CPU per new process)")
     p.add_argument("--threads", type=positive_int, default=1,
-                   help="torch threads per worker (default 1: robust to one competing busy process)")
+                   help="torch threads of the timing process (default 1: robust to one competing busy process)")
     p.add_argument("--seed", type=seed_int, help="seed of the random orders (default: fresh)")
     p.add_argument("--out", type=Path, help="run folder (default: a new runs/<UTC time>-<host>/)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -73,8 +66,8 @@ def add_parsers(sub) -> None:
         "compare",
         help="two git revisions measured together, paired: SAME / REGRESSED / IMPROVED / UNKNOWN",
         description="Measure BASE and HEAD (default: the working tree) side by side in one session: each runs "
-                    "in its own worker process; speed in paired rounds (both revisions' blocks back to back, in a "
-                    "random order), accuracy on the same videos (McNemar), memory of the same kind. Exit 0 all SAME "
+                    "in its own worker process (import, accuracy, memory); speed in paired rounds timed in one process "
+                    "holding both (their steps alternate one by one, in a random order), accuracy on the same videos (McNemar), memory of the same kind. Exit 0 all SAME "
                     "or better, 1 a regression (unless accepted by a 'Perf-Accepted: ENTRY METRIC' commit trailer "
                     "between the two), 2 UNKNOWN after --max-rounds or a revision that cannot run.",
     )
