@@ -239,21 +239,20 @@ def _zoo_in(rev: Revision, manifest: str) -> str:
 
 
 def accuracy_inputs(entry: ZooEntry) -> tuple[Optional[tuple[str, str]], str]:
-    """((data_root, ann), "") for the entry's evaluation, or (None, why it is skipped)."""
+    """((data_root, ann), "") for the entry's evaluation, or (None, why it is skipped): the smoke entries
+    read the synthetic set; a Kinetics-400 entry its own layout in the user's copy (``I3DBENCH_K400``, or
+    ``I3DBENCH_K400_ROOT``/``_ANN``)."""
     if entry.dataset == "synthetic":
         from .runner import smoke_data
 
         root, ann = smoke_data(entry)
         return (str(root), str(ann)), ""
-    from .runner import k400_copy
+    from .data.k400copy import inputs_for
 
-    copy = k400_copy()
-    if copy is None:
-        return None, "needs a Kinetics-400 copy (I3DBENCH_K400_ROOT and I3DBENCH_K400_ANN)"
-    root, ann, fmt = copy
-    if fmt != entry.data.format:
-        return None, f"the Kinetics-400 copy holds {fmt}, the entry reads {entry.data.format}"
-    return (str(root), str(ann)), ""
+    found, why = inputs_for(entry)
+    if found is None:
+        return None, why
+    return (str(found[0]), str(found[1])), ""
 
 
 # --------------------------------------------------------------------------- one compare

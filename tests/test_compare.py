@@ -345,3 +345,37 @@ def test_bisect_refuses_a_good_that_is_not_an_ancestor(repo, monkeypatch, capsys
     rc = main(["bisect", "side-a", "side-b", "--only", SMOKE, "--metric", "memory", "--quiet"])
     assert rc == 2
     assert "is not an ancestor" in capsys.readouterr().err
+
+
+def test_accuracy_inputs_take_each_entrys_own_layout_from_the_copy_description(tmp_path, monkeypatch):
+    """compare's accuracy check reads a Kinetics-400 row's own layout from I3DBENCH_K400 (and says why it
+    skips a row whose layout the copy lacks). Fails if compare keeps reading only _ROOT/_ANN."""
+    from i3dbench.compare import accuracy_inputs
+    from i3dbench.zoo import load_zoo
+
+    frames, videos = tmp_path / "rawframes_340x256", tmp_path / "videos_256p"
+    frames.mkdir()
+    videos.mkdir()
+    (frames / "list.txt").write_text("abseiling/a 300 0\n")
+    (videos / "list.txt").write_text("abseiling/a.mp4 0\n")
+    desc = tmp_path / "k400.yaml"
+    desc.write_text(f"rawframes_340x256: {{root: {frames}, list: {frames / 'list.txt'}}}\n"
+                    f"videos_short256: {{root: {videos}, list: {videos / 'list.txt'}}}\n")
+    for var in ("I3DBENCH_K400_ROOT", "I3DBENCH_K400_ANN"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("I3DBENCH_K400", str(desc))
+    zoo = load_zoo()
+    by_layout = {}
+    for e in zoo.values():
+        by_layout.setdefault((e.data.format, e.data.resolution), e)
+    raw = by_layout[("rawframes", "340x256")]
+    assert accuracy_inputs(raw) == ((str(frames), str(frames / "list.txt")), "")
+    vid = by_layout[("videos", "short256")]
+    assert accuracy_inputs(vid) == ((str(videos), str(videos / "list.txt")), "")
+    short_raw = by_layout.get(("rawframes", "short256"))
+    if short_raw is not None:
+        found, why = accuracy_inputs(short_raw)
+        assert found is None and "no rawframes short256 layout" in why and str(desc) in why
+    monkeypatch.delenv("I3DBENCH_K400")
+    found, why = accuracy_inputs(raw)
+    assert found is None and "I3DBENCH_K400" in why
