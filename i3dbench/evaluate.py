@@ -457,6 +457,7 @@ def evaluate_many(
     resume_search: Optional[list] = None,
     intersect_with=None,
     allow_layout_mismatch: bool = False,
+    progress_label: Optional[str] = None,
 ) -> list[EvalResult]:
     """Evaluate several models that share one test input: every video is decoded once, its
     views built once (per normalisation), and each model gets its own run key, predictions
@@ -483,6 +484,7 @@ def evaluate_many(
     entries' (rawframes vs videos, 340x256 vs a short side of 256) are refused with a UserError
     naming them, unless ``allow_layout_mismatch`` (then recorded, and never compared with the
     published numbers). Records keep the frame sizes seen (min/median/max) and the absolute data root.
+    ``progress_label``: what the progress bar names (default: ``eval`` and the entries).
     Returns one :class:`EvalResult` per spec; records are written by rank 0 only.
     """
     from .loader import decode_key
@@ -516,7 +518,7 @@ def evaluate_many(
         ensure_writable(run.records)
 
     restriction, data_warnings = None, []
-    frames = {"probe": [], "sizes": {}, "mismatch": None}  # what the frames looked like (data.layout)
+    frames = {"probe": [], "sizes": {}, "counts": {}, "mismatch": None}  # what the frames looked like (data.layout)
     if dataset is None:
         from .data.dataset import build_dataset
         from .data.validate import validate_records
@@ -564,7 +566,15 @@ def evaluate_many(
         _resume(jobs, run, fresh, resume_search, rank, world, num_listed)
         everything = sorted(set().union(*(job.todo for job in jobs)))
         _run_models(jobs, dataset, everything[rank::world], per_video_views, device, batch_views, num_workers,
-                    progress and rank == 0, frames["sizes"])
+                    progress and rank == 0, frames["sizes"], frames["counts"], progress_label)
+        counts: dict = {}
+        for part in _all_gather(frames["counts"], world):
+            counts.update(part)
+        short = _too_short_videos(entries[0], dataset, counts, ann_file)
+        if progress and rank == 0:
+            for w in short[:20]:
+                print(f"warning: {w}", file=sys.stderr)
+        data_warnings += short
         return [_finish(job, run, rank, world, num_listed, dataset, fingerprint, decoder_obj, per_video_views,
                         batch_views, write, started, int(max_failures), data_root, ann_file, restriction,
                         data_warnings, frames) for job in jobs]
@@ -572,6 +582,21 @@ def evaluate_many(
         for job in jobs:
             if job.lock is not None:
                 job.lock.__exit__(None, None, None)
+
+
+def _too_short_videos(entry: ZooEntry, dataset, counts: dict, ann_file) -> list[str]:
+    """Too-short warnings of the videos decoded now (``counts``: index -> frames the decoder
+    counted) that the list did not give a frame count for (a rawframe list's are checked before)."""
+    from .data.validate import too_short
+
+    out = []
+    for index in sorted(counts):
+        rec = dataset.records[index]
+        if getattr(rec, "total_frames", None) is None:
+            problem = too_short(entry, rec, counts[index], str(ann_file) if ann_file is not None else "<records>")
+            if problem is not None:
+                out.append(str(problem))
+    return out
 
 
 def _resume(jobs: list[_Job], run: RunDir, fresh: bool, resume_search, rank: int, world: int, num_listed: int) -> None:
@@ -711,10 +736,12 @@ def device_of(net: torch.nn.Module) -> str:
 
 
 def _run_models(jobs: list[_Job], dataset, todo: list[int], per_video_views: int, device: str, batch_views, num_workers,
-                progress: bool, sizes: Optional[dict] = None) -> None:
+                progress: bool, sizes: Optional[dict] = None, counts: Optional[dict] = None,
+                label: Optional[str] = None) -> None:
     """Decode each video of ``todo`` once, build its views once per normalisation, and run the
     models that still need it; each job's rows are appended to its partial file as they come.
-    ``sizes``: filled with index -> (width, height) of every decoded video's frames."""
+    ``sizes``: filled with index -> (width, height) of every decoded video's frames; ``counts``:
+    index -> its frame count."""
     from torch.utils.data import DataLoader, Subset
     from tqdm import tqdm
 
@@ -729,8 +756,8 @@ def _run_models(jobs: list[_Job], dataset, todo: list[int], per_video_views: int
                         collate_fn=_collate, pin_memory=device.startswith("cuda"), persistent_workers=False)
     chunk = batch_views or per_video_views
     device_type = torch.device(device).type
-    names = ", ".join(j.entry.name for j in jobs)
-    bar = tqdm(total=len(todo), unit="video", desc=f"eval {names}: decode+views+forward", disable=not progress,
+    label = label or "eval " + ", ".join(dict.fromkeys(j.entry.name for j in jobs))
+    bar = tqdm(total=len(todo), unit="video", desc=f"{label}: decode+views+forward", disable=not progress,
                dynamic_ncols=True)
     for job in jobs:
         job.my_path.parent.mkdir(parents=True, exist_ok=True)
@@ -748,6 +775,8 @@ def _run_models(jobs: list[_Job], dataset, todo: list[int], per_video_views: int
                     if isinstance(item, (torch.Tensor, DecodedVideo)):
                         if sizes is not None and isinstance(item, DecodedVideo) and item.frames.dim() == 4:
                             sizes[int(index)] = (int(item.frames.shape[2]), int(item.frames.shape[1]))
+                        if counts is not None and getattr(item, "total_frames", None) is not None:
+                            counts[int(index)] = int(item.total_frames)
                         ok.append((item, int(label), int(index), video))
                         continue
                     reason = str(getattr(item, "reason", None) or item)  # a DecodeFailure

@@ -10,19 +10,27 @@ where it comes from:
 * ``resize_s`` — the evaluating process resizing those frames to the protocol's short side
   (always on the CPU, see loader.py);
 * ``device_s`` — on the device: cutting and normalising the views (``loader.views_from_decoded``
-  minus its resize) once per normalisation, plus each entry's model: one forward of *one* view
-  (seeded random weights; speed does not depend on them; median of 3-10 calls after two
-  warm-ups) times its views per video. The
-  evaluation forwards a whole video's views at once, which is usually cheaper per view on a GPU.
-  ``--model-s-per-video`` replaces the measured device time with a given one per entry and
-  video, views included (e.g. a GPU number on a CPU machine), and the output says so.
+  minus its resize) once per normalisation, plus each entry's model: one forward of a whole
+  video's views in one batch, as the evaluation forwards them (``evaluate._score``; seeded random
+  weights: speed does not depend on them; after the first call and one warm-up, the median of
+  3-10 calls; a first call slower than :data:`SLOW_FORWARD_S` is the measurement).
+  Timing one view and multiplying by the views underestimates a CPU (30 views of a full-size I3D
+  run slower per view than one). A Kinetics-400 group on a CPU, which ``run`` skips there, is probed
+  with one view (what ``eval --views 1x1`` runs) times its views, labelled an estimate: its 30-view
+  forward would cost tens of seconds per architecture. ``--model-s-per-video`` replaces the measured device time with a
+  given one per entry and video, views included (e.g. a GPU number on a CPU machine), and the output
+  says so;
+* ``setup_s`` — once per group and rank: each entry's model built and its first forward, which
+  pays for creating the kernels' primitives at the evaluation's shapes (measured with the probe);
+  with workers, ``loader_start_s``: the loading processes started (measured once per plan).
 
 Projection (:func:`group_seconds`, :func:`project`): loading processes decode in parallel with
 the evaluating process, which resizes, builds views and runs the models one video at a time::
 
-    per video  = max(decode_s / workers, resize_s + device_s)    workers >= 1
-               = decode_s + resize_s + device_s                  workers = 0 (all in one process)
-    group      = videos x per video / gpus                       (a job's ranks shard the videos)
+    per video  = max(decode_s / workers, resize_s + device_s)    workers >= 1, a GPU device
+               = decode_s + resize_s + device_s                  workers = 0 (all in one process), or a CPU
+                                                                 device (its forward uses every core)
+    group      = videos x per video / gpus + setup_s (+ loader_start_s with workers)   (ranks shard the videos)
     local      = sum of the groups                               (one after the other)
     slurm      = the longest node: groups longest first, each onto the least-loaded of `nodes`
                  nodes (one job per group; with nodes >= groups: the longest group)
@@ -50,6 +58,7 @@ from .errors import UsageError
 from .zoo import ZooEntry
 
 KINETICS_FRAMES = 300  # a 10 s Kinetics-400 clip at 30 fps: what an estimate without a copy assumes
+SLOW_FORWARD_S = 2.0  # a first forward slower than this is the measurement (no warm-up, no 3-10 more calls)
 
 
 @dataclass
@@ -62,7 +71,12 @@ class GroupCost:
     decode_s: Optional[float]
     resize_s: Optional[float]
     device_s: Optional[float]
-    basis: dict = field(default_factory=dict)  # "videos" / "decode" / "resize" / "device" -> where the number comes from
+    basis: dict = field(default_factory=dict)  # "videos" / "decode" / "resize" / "device" / "setup" -> where from
+    setup_s: float = 0.0  # once per group and rank: the entries' models built and their first forward
+    # Loading processes overlap with the model (a GPU device); on a CPU device the model's forward uses
+    # every core, so decoding in other processes takes its time from it: the costs add up.
+    overlap: bool = True
+    loader_start_s: float = 0.0  # once per group with workers >= 1: the loading processes started
 
     @property
     def complete(self) -> bool:
@@ -74,12 +88,12 @@ def per_video_seconds(c: GroupCost, workers: int) -> float:
     if workers < 0:
         raise UsageError(f"--workers must be >= 0, got {workers}")
     main = c.resize_s + c.device_s
-    return c.decode_s + main if workers == 0 else max(c.decode_s / workers, main)
+    return c.decode_s + main if workers == 0 or not c.overlap else max(c.decode_s / workers, main)
 
 
 def group_seconds(c: GroupCost, workers: int, gpus: int = 1) -> float:
     """Wall seconds of one group's evaluation with ``workers`` loading processes per rank and ``gpus`` ranks."""
-    return c.videos * per_video_seconds(c, workers) / max(1, gpus)
+    return c.videos * per_video_seconds(c, workers) / max(1, gpus) + c.setup_s + (c.loader_start_s if workers else 0.0)
 
 
 @dataclass
@@ -108,17 +122,20 @@ def project(costs: list[GroupCost], *, workers: int, launcher: str = "local", no
     known = [s for s in group_s if s is not None]
     missing = [f"{c.label}: {', '.join(k for k in ('videos', 'decode', 'resize', 'device') if c.basis.get(k, '').startswith('unknown'))}"
                for c in costs if not c.complete]
-    per = "max(decode_s / workers, resize_s + device_s)" if workers else "(decode_s + resize_s + device_s)"
+    per = ("max(decode_s / workers, resize_s + device_s)" if workers and all(c.overlap for c in costs) else
+           "(decode_s + resize_s + device_s)" if not workers or not any(c.overlap for c in costs) else
+           "max(decode_s / workers, resize_s + device_s) (GPU) or (decode_s + resize_s + device_s) (CPU)")
     if launcher == "local":
         total = sum(known)
-        formula = f"local = sum over groups of videos x {per}" + (f" / {gpus} GPUs" if gpus > 1 else "")
+        formula = (f"local = sum over groups of videos x {per}" + (f" / {gpus} GPUs" if gpus > 1 else "")
+                   + " + setup_s" + (" + loader_start_s" if workers else ""))
     else:
         loads = [0.0] * nodes  # longest group first onto the least-loaded node
         for s in sorted(known, reverse=True):
             heapq.heapreplace(loads, loads[0] + s)
         total = max(loads, default=0.0)
         formula = (f"slurm = busiest of {nodes} node(s), one job per group (longest first onto the least-loaded node); "
-                   f"group = videos x {per} / {gpus} GPU(s) per job")
+                   f"group = videos x {per} / {gpus} GPU(s) per job + setup_s" + (" + loader_start_s" if workers else ""))
     return Projection(launcher, workers, gpus, nodes, group_s, total, missing, f"{formula}; workers = {workers}")
 
 
@@ -169,6 +186,28 @@ def probe_input(entry: ZooEntry, data_root, ann_file, *, device: str = "cpu", vi
             "decoder": getattr(ds.decoder, "name", str(ds.decoder)), "listed": len(ds)}
 
 
+def probe_loader_start(entry: ZooEntry, data_root, ann_file) -> float:
+    """Seconds until a loading process (``DataLoader(num_workers=1)``, as the evaluation starts them,
+    not persistent) hands over its first decoded video, beyond that video's decode in this process:
+    what an evaluation with workers pays once (its processes start in parallel)."""
+    import torch
+
+    from .data.dataset import build_dataset
+    from .evaluate import _collate
+
+    ds = build_dataset(entry, "test", data_root, ann_file, normalize=False, handover="frames")
+    ds.decode(0)  # warm: file cache, decoder start-up
+    t0 = time.perf_counter()
+    ds.decode(0)
+    decode = time.perf_counter() - t0
+    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(ds, [0]), batch_size=1, num_workers=1,
+                                         collate_fn=_collate, persistent_workers=False)
+    t0 = time.perf_counter()
+    for _ in loader:
+        pass
+    return max(0.0, time.perf_counter() - t0 - decode)
+
+
 def frames_to_decode(entry: ZooEntry, total_frames: int) -> int:
     """How many distinct frames the entry's test sampler asks the decoder for on a video of ``total_frames``."""
     from .data.dataset import ClipDataset, _frames_to_decode
@@ -179,15 +218,24 @@ def frames_to_decode(entry: ZooEntry, total_frames: int) -> int:
     return len(wanted)
 
 
-def probe_forward(entry: ZooEntry, device: str = "cpu") -> float:
-    """Seconds of one forward of one test view through ``entry``'s model on ``device`` (seeded random
-    weights; after two warm-up calls, the median of 3-10 calls, see :func:`_median_time`)."""
+def probe_forward(entry: ZooEntry, device: str = "cpu", views: Optional[int] = None) -> tuple[float, float]:
+    """``(seconds per video, setup seconds)`` of ``entry``'s model on ``device``: one forward of a
+    whole video's test views in one batch (``entry.views_per_video`` views, as ``evaluate._score``
+    forwards them; seeded random weights) after the first call and one warm-up, the median of 3-10
+    calls (:func:`_median_time`); a first call slower than :data:`SLOW_FORWARD_S` is the measurement
+    (one call per architecture keeps a CPU plan of the zoo to minutes). Setup: building the model plus
+    the first call's time beyond a steady one (the kernels' primitives created for these shapes),
+    which the evaluation pays once per entry. ``views``: forward that many views instead (the seconds
+    are then those of ``views`` views, e.g. one view for ``eval --views 1x1``)."""
     import torch
 
     from .timing import random_model
 
+    t0 = time.perf_counter()
     model = random_model(entry).to(device)
-    x = torch.randn(1, 3, entry.data.clip_len, entry.test.crop_size, entry.test.crop_size, device=device)
+    build = time.perf_counter() - t0
+    x = torch.randn(views or entry.views_per_video, 3, entry.data.clip_len, entry.test.crop_size,
+                    entry.test.crop_size, device=device)
     sync = torch.cuda.synchronize if str(device).startswith("cuda") else (lambda: None)
 
     def step():
@@ -195,9 +243,15 @@ def probe_forward(entry: ZooEntry, device: str = "cpu") -> float:
         sync()
 
     with torch.inference_mode():
+        t0 = time.perf_counter()
         step()
-        step()  # the first calls create the kernels' primitives for these shapes
-        return _median_time(step)
+        first = time.perf_counter() - t0
+        if first > SLOW_FORWARD_S:  # e.g. 30 full-size views on a CPU: creating primitives is small beside it
+            return first, build
+        else:
+            step()  # a second call may still create primitives
+            steady = _median_time(step)
+    return steady, build + max(0.0, first - steady)
 
 
 # --------------------------------------------------------------------------- the plan
@@ -313,17 +367,24 @@ def _plan_groups(plan: Plan, entries, device, k400, probe_videos, model_s_per_vi
                                f"x {need} distinct frames the sampler picks from a {KINETICS_FRAMES}-frame video "
                                "(needs I3DBENCH_K400_ROOT / I3DBENCH_K400_ANN to measure)")
             basis["resize"] = "estimate: the same scaling of the measured resize"
-        forwards, fwd_basis = 0.0, []
+        # `run` skips a Kinetics-400 group on a CPU (runner.eval_tasks): its 30-view forward (tens of seconds
+        # per architecture here) is not probed, one view is (what `eval --views 1x1` runs), scaled and so labelled
+        one_view = first.dataset != "synthetic" and not str(device).startswith("cuda")
+        forwards, fwd_basis, setup = 0.0, [], 0.0
         for e in group:
             if model_s_per_video is not None:
                 forwards += model_s_per_video
                 continue
-            key = (architecture_key(e), device)
+            key = (architecture_key(e), 1 if one_view else e.views_per_video, e.data.clip_len, e.test.crop_size, device)
             if key not in forward_cache:
                 say(f"[plan] probing the model of {e.name} on {device} ...")
-                forward_cache[key] = probe_forward(e, device)
-            forwards += forward_cache[key] * e.views_per_video
-            fwd_basis.append(f"{e.name} {forward_cache[key]:.3f} s/view x {e.views_per_video}")
+                forward_cache[key] = probe_forward(e, device, views=1 if one_view else None)
+            measured, entry_setup = forward_cache[key]
+            per_video = measured * e.views_per_video if one_view else measured
+            forwards += per_video
+            setup += entry_setup
+            fwd_basis.append(f"{e.name} {measured:.3f} s/view x {e.views_per_video}" if one_view else
+                             f"{e.name} {per_video:.3f} s for its {e.views_per_video} views")
         views_s = probe["views_s"] * len(norms)  # views are built once per normalisation (evaluate._score)
         if model_s_per_video is not None:
             # the given number is the target device's whole share (views + forward): on a GPU the
@@ -332,11 +393,26 @@ def _plan_groups(plan: Plan, entries, device, k400, probe_videos, model_s_per_vi
             basis["device"] = (f"given: --model-s-per-video {model_s_per_video:g} per entry (x {len(group)}), "
                                f"views and forward on the target device; measured here for comparison: views "
                                f"{probe['views_s']:.3f} s on {device}")
+        elif one_view:
+            basis["device"] = (f"estimate: run skips this group on {device}, so one view is probed, not a video's "
+                               f"{first.views_per_video} in one forward (on a CPU that underestimates); one forward of "
+                               f"one view x its views per entry ({'; '.join(fwd_basis)}) + views "
+                               f"({probe['views_s']:.3f} s x {len(norms)} normalisation(s)); --model-s-per-video S "
+                               "for a GPU's number")
+            basis["setup"] = f"measured on {device}: each entry's model built and its first one-view forward"
         else:
-            basis["device"] = (f"measured on {device}: one forward of one view per entry ({'; '.join(fwd_basis)}) + "
+            basis["device"] = (f"measured on {device}: one forward of a whole video's views per entry, as the "
+                               f"evaluation batches them ({'; '.join(fwd_basis)}) + "
                                f"views ({probe['views_s']:.3f} s x {len(norms)} normalisation(s))")
+            basis["setup"] = (f"measured on {device}: each entry's model built and its first forward beyond a "
+                              "steady one, once per rank")
+        if "loader_start" not in scratch:  # once per plan: the loading processes' start-up, on this machine
+            scratch["loader_start"] = probe_loader_start(first, root, ann)
+        basis["loader_start"] = "measured: a loading process started and its first video handed over, once per group"
         plan.costs.append(GroupCost(input_label(first), [e.name for e in group], videos, decode_s, resize_s,
-                                    forwards + views_s, basis))
+                                    forwards + views_s, basis, setup,
+                                    overlap=str(device).startswith("cuda") or model_s_per_video is not None,
+                                    loader_start_s=scratch["loader_start"]))
 
 
 def fmt_seconds(s: Optional[float]) -> str:
@@ -360,6 +436,10 @@ def describe(plan: Plan, projection: Projection) -> str:
         lines.append(f"  decode: {fmt_seconds(c.decode_s)}/video ({c.basis.get('decode')})")
         lines.append(f"  resize: {fmt_seconds(c.resize_s)}/video ({c.basis.get('resize')})")
         lines.append(f"  device: {fmt_seconds(c.device_s)}/video ({c.basis.get('device')})")
+        if c.setup_s:
+            lines.append(f"  setup: {fmt_seconds(c.setup_s)} once ({c.basis.get('setup')})")
+        if c.loader_start_s and projection.workers:
+            lines.append(f"  loader start: {fmt_seconds(c.loader_start_s)} once ({c.basis.get('loader_start')})")
         if group_s is not None:
             lines.append(f"  projected: {fmt_seconds(group_s)} "
                          f"({fmt_seconds(per_video_seconds(c, projection.workers))}/video per rank)")

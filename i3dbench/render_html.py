@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Optional
 
 from .fmt import MISSING, fmt_delta, fmt_interval, fmt_mem, fmt_num, fmt_ratio, fmt_speed, short_hash
-from .tables import MEMORY_KINDS, Tables, date_range
+from .tables import MEMORY_KINDS, UNVERIFIED_MARK, Tables, date_range
 
 BAR_W, BAR_H = 130, 16  # the interval bar of an accuracy cell
 PLOT_W, PLOT_H, PAD = 300, 110, 26  # a history plot
@@ -97,6 +97,7 @@ def _accuracy_rows(tables: Tables, out_dir) -> list[dict]:
             "params": fmt_num(r["params_m"]),
             "gflops": MISSING if r["gflops"] is None else f"{r['gflops']:g}", "counter": r["flops_counter"] or "",
             "record": r["record"], "link": _link(_path_of(tables, r["record"]), out_dir), "status": r["status"],
+            "unverified": r.get("weights_unverified"),
         })
     # Evaluated rows first (manifest order within each part): the first screen shows measurements.
     return sorted(rows, key=lambda r: r["top1"]["bar"] is None and r["top5"]["bar"] is None)
@@ -303,6 +304,7 @@ def page_context(tables: Tables, history=None, out_dir=None, records_label: str 
         "not_in_zoo": tables.not_in_zoo,
         "accuracy": _accuracy_rows(tables, out_dir),
         "legend": short,
+        "unverified_mark": UNVERIFIED_MARK,
         "other_evals": [{**r, "short": tables.short.get(r["entry"], r["entry"]),
                          "top1_text": fmt_interval(r["top1"], [r["top1_low"], r["top1_high"]]),
                          "top5_text": fmt_interval(r["top5"], [r["top5_low"], r["top5_high"]])}

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Optional
 
 from .fmt import MISSING, fmt_delta, fmt_interval, fmt_mem, fmt_num, fmt_ratio, fmt_speed, fmt_verdict, short_hash
-from .tables import MEMORY_KINDS, Tables, date_range
+from .tables import MEMORY_KINDS, UNVERIFIED_MARK, Tables, date_range
 
 MARK = "Rendered by `i3dbench report`"
 MAX_ROW = 120
@@ -46,7 +46,8 @@ def accuracy_markdown(tables: Tables) -> str:
         published = (f"{fmt_num(r['published_top1'])} / {fmt_num(r['published_top5'])}"
                      if r["published_top1"] is not None else MISSING)
         rows.append([
-            tables.short.get(r["entry"], r["entry"]), published,
+            tables.short.get(r["entry"], r["entry"]) + (f" {UNVERIFIED_MARK}" if r.get("weights_unverified") else ""),
+            published,
             fmt_interval(r["top1"], [r["top1_low"], r["top1_high"]]),
             fmt_interval(r["top5"], [r["top5_low"], r["top5_high"]]),
             fmt_delta(r["delta_top1"]), fmt_verdict(r["within_tolerance"]),
@@ -65,6 +66,12 @@ def accuracy_legend(tables: Tables) -> str:
         lines.append(f"- `{tables.short.get(r['entry'], r['entry'])}`: {r['entry']} · {r['protocol']} · "
                      f"videos {_videos(r)} · {r['precision'] or MISSING} · {params} · {flops} · "
                      f"record {('`' + r['record'] + '`') if r['record'] else MISSING}")
+    unverified = [r for r in tables.accuracy if r.get("weights_unverified")]
+    if unverified:
+        lines.append(f"- {UNVERIFIED_MARK} unverified weights (not checked against a published hash; the row's "
+                     "numbers are not the published checkpoint's): "
+                     + "; ".join(f"`{tables.short.get(r['entry'], r['entry'])}`: {r['weights_unverified']}"
+                                 for r in unverified))
     return "\n".join(lines)
 
 

@@ -17,7 +17,11 @@ ann        LIST_A,LIST_B: other copies of the val list (judged on their intersec
 =========  ===========================================================================
 
 The grid is the product of the values (at most :data:`MAX_VARIANTS`); the entry's own
-protocol is always one variant — the **base** every other is compared with. For each variant:
+protocol is always one variant — the **base** every other is compared with. When every variant
+runs at one other number of views (``views`` given one value, e.g. ``--vary views=1x1 --vary
+sampler=0.x,1.x``) and no varied knob needs the entry's own views (:data:`NEEDS_OWN_VIEWS`:
+``averaging`` makes no difference at 1x1), the base is the entry's protocol at those views: it costs
+what a variant costs, not a full 10x3 evaluation. For each variant:
 top-1 / top-5 with exact intervals; against the base, on the videos both evaluated (matched
 by video id), the paired difference with Newcombe's 95% interval, the exact McNemar p-value and
 how many videos flipped. Variants that decode the same frames share the decode (and the
@@ -43,6 +47,9 @@ from .zoo import ZooEntry, get_entry
 
 KNOBS = ("sampler", "averaging", "views", "decoder", "resize", "jpeg", "precision", "ann")
 MAX_VARIANTS = 32
+# Knobs whose effect is measured only against the entry's own views: averaging (prob vs score) is
+# the same at one view, and views is itself what is compared.
+NEEDS_OWN_VIEWS = ("averaging", "views")
 _VALUES = {"sampler": ("0.x", "1.x"), "averaging": ("prob", "score"), "decoder": ("decord", "pyav", "rawframes"),
            "resize": ("cv2", "tensor"), "jpeg": ("cv2", "turbojpeg", "pillow"), "precision": ("fp32", "bf16", "fp16")}
 
@@ -130,12 +137,24 @@ def _apply(entry: ZooEntry, knobs: dict, data_root: Path, ann: Path, rawframes: 
     return dataclasses.replace(e, test=test, data=data), (decoder if decoder in ("decord", "pyav") else None), root, lst
 
 
+def base_views(vary: dict[str, list[str]]) -> Optional[str]:
+    """The views the base runs at when they are not the entry's own: the one ``views`` value every
+    variant has, when no other varied knob needs the entry's own views (:data:`NEEDS_OWN_VIEWS`)."""
+    one = vary.get("views", [])
+    if len(one) != 1 or any(k in NEEDS_OWN_VIEWS for k in vary if k != "views"):
+        return None
+    return one[0]
+
+
 def make_variants(entry: ZooEntry, vary: dict[str, list[str]], data_root: Path, ann: Path,
                   decoder: Optional[str] = None, rawframes: Optional[tuple[Path, Path]] = None) -> list[Variant]:
     """The grid of ``vary`` (base first). The base takes the entry's own value of every knob."""
     if "jpeg" in vary and entry.data.format != "rawframes" and "rawframes" not in vary.get("decoder", []):
         raise UsageError("--vary jpeg applies to JPEG frames: vary decoder=...,rawframes too, or sweep a rawframes entry")
     base = base_values(entry, ann, decoder)
+    views = base_views(vary)
+    if views is not None:
+        base["views"] = views  # the entry's protocol at the variants' own views (see the module docstring)
     knobs = list(vary)
     grid = [dict(zip(knobs, combo)) for combo in itertools.product(*(vary[k] for k in knobs))]
     own = {k: base[k] for k in knobs}
@@ -233,7 +252,8 @@ def run_sweep(entry, vary: dict[str, list[str]], data_root, ann, *, checkpoint=N
         first = members[0]
         started = time.perf_counter()
         results = evaluate_many(specs, first.data_root, first.ann, device=device, out=run, num_workers=num_workers,
-                                decoder=first.decoder, progress=progress, write=False)
+                                decoder=first.decoder, progress=progress, write=False,
+                                progress_label=f"sweep {entry.name} [{'; '.join(v.label for v in members)}]")
         elapsed = time.perf_counter() - started
         computed = max((r.obtained.get("rows_computed") or 0) for r in results)
         for v, r in zip(members, results):
@@ -295,6 +315,7 @@ def write_tables(entry: ZooEntry, variants: list[Variant], comparisons: dict, ou
 
     from tabulate import tabulate
 
+    from .evaluate import views_label
     from .fileio import atomic_write
 
     rows, numbers = [], []
@@ -312,7 +333,8 @@ def write_tables(entry: ZooEntry, variants: list[Variant], comparisons: dict, ou
             "s_per_video": v.s_per_video, "time_shared_by": v.shared, "predictions": v.result.predictions_path.name,
         })
         rows.append({
-            "variant": f"base: {v.label} (the entry's protocol)" if v.is_base else v.label,
+            "variant": (f"base: {v.label} (the entry's protocol" + (f" at views {v.knobs['views']})" if v.knobs.get(
+                "views", views_label(entry)) != views_label(entry) else ")")) if v.is_base else v.label,
             "videos": f"{v.result.num_evaluated} of {v.result.num_listed}",
             "top1": _fmt_interval(m.get("top1"), m.get("top1_interval")),
             "top5": _fmt_interval(m.get("top5"), m.get("top5_interval")),

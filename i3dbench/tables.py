@@ -142,6 +142,16 @@ class Tables:
         return [k for k in MEMORY_KINDS if k in kinds] + sorted(kinds - set(MEMORY_KINDS))
 
 
+UNVERIFIED_MARK = "†"
+
+
+def weights_unverified(rec: dict) -> Optional[str]:
+    """The record's verification when its weights were not checked against a known hash (as the
+    gate marks them: ``conditions.checkpoint_verified`` "unverified: ..."), else None."""
+    verification = str(rec.get("conditions", {}).get("checkpoint_verified") or "")
+    return verification if verification.startswith("unverified") else None
+
+
 def _accuracy(entries: dict[str, ZooEntry], evals: list[dict], used: dict) -> tuple[list[dict], list[dict]]:
     rows, others = [], []
     for name, e in entries.items():
@@ -175,6 +185,7 @@ def _accuracy(entries: dict[str, ZooEntry], evals: list[dict], used: dict) -> tu
             "params_m": e.published.params_m, "gflops": e.published.gflops,
             "flops_counter": FLOPS_COUNTER.get(e.mmaction) if e.published.gflops is not None else None,
             "time": rec["conditions"]["time"] if rec else None, "record": rec["_file"] if rec else None,
+            "weights_unverified": weights_unverified(rec) if rec else None,
         })
         rows.append(row)
         if rec:

@@ -187,3 +187,96 @@ def test_sweep_reads_the_entrys_layout_from_the_description(k400, tmp_path, monk
     monkeypatch.delenv("I3DBENCH_K400", raising=False)
     run_cli(["sweep", RAW_256, "--vary", "averaging=prob,score", "--quiet"], expect_rc=2,
             must_name=["--data-root and --ann are needed", "I3DBENCH_K400"])
+
+
+LAZY_340 = "i3d_r50_lazy_32x2x1_100e_kinetics400_rgb"  # rawframes 340x256, read with turbojpeg
+
+
+def test_inputs_for_gives_each_entry_its_layout_or_why_not(k400, tmp_path, monkeypatch):
+    """What compare calls (data.k400copy.inputs_for): the entry's own layout, or the reason it has none."""
+    from i3dbench.data.k400copy import inputs_for
+
+    root, paths = k400
+    for var in ("I3DBENCH_K400", "I3DBENCH_K400_ROOT", "I3DBENCH_K400_ANN"):
+        monkeypatch.delenv(var, raising=False)
+    for name, key in [(RAW_340, "rawframes_340x256"), (RAW_256, "rawframes_short256"), (VID_256, "videos_short256")]:
+        assert inputs_for(get_entry(name), root / "copy.yaml") == (tuple(Path(p).resolve() for p in paths[key]), "")
+    monkeypatch.setenv("I3DBENCH_K400", str(root / "copy.yaml"))
+    assert inputs_for(get_entry(RAW_256))[0] == tuple(Path(p).resolve() for p in paths["rawframes_short256"])
+    only = tmp_path / "only.yaml"
+    only.write_text(f"videos_short256: {{root: {paths['videos_short256'][0]}, list: {paths['videos_short256'][1]}}}\n")
+    found, why = inputs_for(get_entry(RAW_340), only)
+    assert found is None and "rawframes_340x256:" in why and str(only) in why
+    monkeypatch.delenv("I3DBENCH_K400")
+    found, why = inputs_for(get_entry(RAW_340))
+    assert found is None and "I3DBENCH_K400" in why and "--data" in why
+
+
+def test_bench_loader_reads_the_entrys_own_layout(k400, tmp_path, monkeypatch):
+    root, paths = k400
+    for var in ("I3DBENCH_K400", "I3DBENCH_K400_ROOT", "I3DBENCH_K400_ANN"):
+        monkeypatch.delenv(var, raising=False)
+    for name, key in [(RAW_340, "rawframes_340x256"), (RAW_256, "rawframes_short256"), (VID_256, "videos_short256")]:
+        r = run_cli(["bench", name, "--loader", "--data", str(root / "copy.yaml"), "--loader-workers", "0",
+                     "--loader-videos", "2", "--quiet"], expect_rc=0,
+                    must_name=[f"under {Path(paths[key][0]).resolve()}", "video/s"])
+        assert ("decord" in r.out) == (key == "videos_short256"), r.out
+    run_cli(["bench", RAW_340, "--loader", "--loader-workers", "0", "--loader-videos", "1", "--quiet"], expect_rc=0,
+            must_name=[f"under {Path(paths['rawframes_340x256'][0]).resolve()}"],
+            env={"I3DBENCH_K400": str(root / "copy.yaml")})
+    only = tmp_path / "only.yaml"
+    only.write_text(f"videos_short256: {{root: {paths['videos_short256'][0]}, list: {paths['videos_short256'][1]}}}\n")
+    run_cli(["bench", RAW_340, "--loader", "--data", str(only), "--quiet"], expect_rc=2,
+            must_name=["no rawframes 340x256 layout", "rawframes_340x256:"])
+    run_cli(["bench", RAW_340, "--data", str(only)], expect_rc=2, must_name=["--data", "--loader"])
+
+
+def test_data_check_entry_reads_its_layout_with_the_rows_own_jpeg_backend(k400, monkeypatch):
+    root, paths = k400
+    for var in ("I3DBENCH_K400", "I3DBENCH_K400_ROOT", "I3DBENCH_K400_ANN"):
+        monkeypatch.delenv(var, raising=False)
+    # 20-frame clips are too short for the K400 rows (exit 2), but every video was read from the right layout
+    for name, key in [(RAW_256, "rawframes_short256"), (VID_256, "videos_short256")]:
+        r = run_cli(["data", "check", "--entry", name, "--data", str(root / "copy.yaml"), "--quiet"], expect_rc=2,
+                    must_name=[f"{Path(paths[key][0]).resolve()} ({'rawframes' if 'raw' in key else 'videos'}, 3 annotated"])
+        assert "too_short" in r.out and "missing" not in r.out.split("too_short")[-1]
+    r = run_cli(["data", "check", "--entry", LAZY_340, "--quiet"], expect_rc=2,
+                must_name=[f"{Path(paths['rawframes_340x256'][0]).resolve()} (rawframes", "rawframes turbojpeg"],
+                env={"I3DBENCH_K400": str(root / "copy.yaml")})
+    r = run_cli(["data", "check", "--entry", RAW_340, "--data", str(root / "copy.yaml"), "--quiet"], expect_rc=2,
+                must_name=["rawframes cv2"])
+    run_cli(["data", "check", "--entry", LAZY_340, "--quiet"], expect_rc=2,
+            must_name=["--data FILE", "I3DBENCH_K400"])
+    run_cli(["data", "check", "--quiet"], expect_rc=2, must_name=["ROOT --ann F", "--entry NAME"])
+    # without the turbojpeg extra: one line naming it
+    import sys
+
+    from i3dbench.data import decoders
+
+    for module in ("turbojpeg", "simplejpeg"):
+        monkeypatch.setitem(sys.modules, module, None)
+    monkeypatch.setattr(decoders, "_TURBO", {})
+    r = run_cli(["data", "check", "--entry", LAZY_340, "--data", str(root / "copy.yaml"), "--quiet"], expect_rc=2,
+                must_name=[LAZY_340, "turbojpeg", "pip install -e '.[turbojpeg]'"])
+    assert len(r.out.strip().splitlines()) == 1, r.out
+
+
+def test_too_short_videos_are_recorded_like_too_short_rawframes(k400, tmp_path):
+    """A video's frame count is known only once decoded: the evaluation records its too-short warning
+    then, as a rawframe list's count is checked before (each warning once)."""
+    import json
+
+    from i3dbench.data.synthetic import synthetic_paths
+
+    root, _ = k400  # 20-frame clips; one clip of the smoke entries spans (8 - 1) x 4 + 1 = 29 frames
+    for name, fmt in (("smoke_i3d_tiny_video", "videos"), ("smoke_i3d_tiny_rawframes_lazy", "rawframes")):
+        data_root, ann = synthetic_paths(root, fmt, "340x256", "val")
+        out = tmp_path / name
+        r = run_cli(["eval", name, "--data-root", str(data_root), "--ann", str(ann), "--workers", "0",
+                     "--out", str(out)], expect_rc=0, must_name=["warning:", "fewer than one clip"])
+        (rec,) = [json.loads(p.read_text()) for p in (out / "records").glob("*.json")]
+        short = [w for w in rec["extra"]["data_warnings"] if "has 20 frames, fewer than one clip" in w]
+        listed = [line.split()[0] for line in Path(ann).read_text().splitlines()]
+        assert len(short) == len(listed) == 3 and all(any(repr(v) in w for w in short) for v in listed), (fmt, short)
+        assert all(w.startswith(f"{ann}:") for w in short), short  # file:line, as the list's other findings
+        assert r.out.count("fewer than one clip") == 3, r.out  # printed once each (without --quiet)

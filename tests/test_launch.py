@@ -328,23 +328,34 @@ def test_projection_formulas():
     assert project([gpu, gpu], workers=15, launcher="slurm", nodes=8).total_s == pytest.approx(1000 * 0.05)
     # two groups may share a label (input_label omits the JPEG backend): each still counts
     assert project([a, cost("a", 100, 0.4, 0.01, 0.09)], workers=2).total_s == pytest.approx(40.0)
+    # a CPU device: the model's forward uses every core, the loaders take their time from it (no overlap)
+    on_cpu = GroupCost("a", ["a"], 100, 0.4, 0.01, 0.09, overlap=False)
+    assert project([on_cpu], workers=2).total_s == pytest.approx(100 * 0.5)
+    assert "(decode_s + resize_s + device_s)" in project([on_cpu], workers=2).formula
 
 
 def test_plan_adds_up_the_probes_per_group(world, monkeypatch):
-    """device_s = each entry's one-view forward x its views + the views once per normalisation."""
+    """device_s = each entry's forward of a whole video's views + the views once per normalisation;
+    setup_s = each entry's model build and first-call excess, added once to the group."""
     from i3dbench import plan as plan_mod
     from i3dbench.zoo import load_zoo
 
     monkeypatch.setattr(plan_mod, "probe_input", lambda e, root, ann, **kw: {
         "decode_s": 0.3, "resize_s": 0.01, "views_s": 0.02, "videos": 1, "frames_per_video": 16.0,
         "decoder": "x", "listed": 9})
-    monkeypatch.setattr(plan_mod, "probe_forward", lambda e, device="cpu": {VIDEO_GROUP[0]: 0.5}.get(e.name, 0.25))
+    monkeypatch.setattr(plan_mod, "probe_forward",
+                        lambda e, device="cpu", views=None: {VIDEO_GROUP[0]: (3.0, 1.0)}.get(e.name, (1.5, 0.5)))
+    monkeypatch.setattr(plan_mod, "probe_loader_start", lambda e, root, ann: 0.25)
     costs = plan_mod.make_plan(load_zoo(ZOO), device="cpu").costs
     assert [c.entries for c in costs] == [list(VIDEO_GROUP), list(RAW_GROUP)]
     video, raw = costs
     assert (video.videos, video.decode_s, video.resize_s) == (9, 0.3, 0.01)
-    assert video.device_s == pytest.approx(0.5 * 6 + 0.25 * 6 + 0.02)  # 2x3 views; one normalisation
-    assert raw.device_s == pytest.approx(0.5 * 6 + 0.02)  # the same architecture as VIDEO_GROUP[0]: probed once
+    assert video.device_s == pytest.approx(3.0 + 1.5 + 0.02)  # each entry's 2x3 views in one forward; one normalisation
+    assert raw.device_s == pytest.approx(3.0 + 0.02)  # the same architecture as VIDEO_GROUP[0]: probed once
+    assert (video.setup_s, raw.setup_s) == (pytest.approx(1.5), pytest.approx(1.0))
+    # the setup is paid once per group (and rank), not per video; with workers, their start-up too
+    assert plan_mod.group_seconds(video, workers=0) == pytest.approx(9 * (0.3 + 0.01 + 4.52) + 1.5)
+    assert plan_mod.group_seconds(video, workers=2) == pytest.approx(9 * (0.3 + 0.01 + 4.52) + 1.5 + 0.25)
     given = plan_mod.make_plan(load_zoo(ZOO), device="cpu", model_s_per_video=2.0).costs[0]
     assert given.device_s == pytest.approx(4.0) and given.basis["device"].startswith("given")
 
@@ -358,8 +369,11 @@ def test_plan_probes_each_group_and_evaluates_nothing(world):
     for names, block in zip((VIDEO_GROUP, RAW_GROUP), blocks):
         assert f"entries ({len(names)}): {', '.join(names)}" in block
         assert "videos: 9 (listed in" in block
-        assert "measured: median of 2 videos of the list" in block and "measured on cpu: one forward of one view" in block
-    assert "formula: local = sum over groups of videos x max(decode_s / workers, resize_s + device_s); workers = 1" in res.out
+        assert "measured: median of 2 videos of the list" in block and "measured on cpu: one forward of a whole video's views per entry" in block
+        assert "  setup: " in block and "  loader start: " in block
+    # on a CPU device the loaders and the model share the cores: the costs add up, whatever the workers
+    assert ("formula: local = sum over groups of videos x (decode_s + resize_s + device_s) + setup_s + loader_start_s; "
+            "workers = 1") in res.out
     slurm = run_cli(["run", "--zoo", ZOO, "--plan", "--launcher", "slurm", "--slurm-executor", "local", "--cpus-per-task",
                      "4", "--model-s-per-video", "0.25", "--probe-videos", "1", "--quiet"], expect_rc=0)
     assert "device: 0.5 s/video (given: --model-s-per-video 0.25 per entry (x 2)" in slurm.out
@@ -380,3 +394,71 @@ def test_plan_of_a_kinetics_group_without_a_copy_says_what_it_needs(world):
 def test_plan_flags_need_plan(tmp_path):
     run_cli(["run", "--zoo", ZOO, "--model-s-per-video", "1", "--out", tmp_path / "r"],
             must_name=["--model-s-per-video", "--plan"], watch=[tmp_path])
+
+
+def test_the_plan_probe_times_what_the_evaluation_runs(monkeypatch):
+    """probe_forward forwards a whole video's views in one batch (as evaluate._score does, not one view
+    times the views) and counts the model build and the first call's extra cost as setup, apart
+    from the steady per-video time."""
+    import time as _time
+
+    import torch
+
+    from i3dbench import plan as plan_mod
+    from i3dbench import timing
+    from i3dbench.zoo import get_entry
+
+    entry = get_entry("smoke_i3d_tiny_video")  # 2x3 views of 8 x 48 x 48
+    seen = []
+
+    class Recorder(torch.nn.Module):
+        def forward(self, x):
+            seen.append(tuple(x.shape))
+            _time.sleep(0.3 if len(seen) == 1 else 0.01 * x.shape[0])  # the first call creates primitives
+            return x.mean()
+
+    def build(e, seed=0):
+        _time.sleep(0.2)
+        return Recorder()
+
+    monkeypatch.setattr(timing, "random_model", build)
+    per_video, setup = plan_mod.probe_forward(entry, "cpu")
+    assert set(seen) == {(entry.views_per_video, 3, entry.data.clip_len, entry.test.crop_size, entry.test.crop_size)}
+    assert len(seen) >= 5  # first call, one warm-up, at least 3 timed
+    assert 0.06 <= per_video < 0.2  # 6 views x 0.01 s: the steady call, not the first
+    assert setup >= 0.2 + 0.3 - per_video  # the build and the first call's excess
+    # a forward slower than SLOW_FORWARD_S (30 full-size views on a CPU) is timed once: its first call
+    seen.clear()
+    monkeypatch.setattr(plan_mod, "SLOW_FORWARD_S", 0.1)
+    per_video, setup = plan_mod.probe_forward(entry, "cpu")
+    assert len(seen) == 1 and per_video >= 0.3 and 0.2 <= setup < 0.3
+
+
+def test_a_group_run_skips_on_a_cpu_is_probed_with_one_view_and_labelled_an_estimate(monkeypatch):
+    """A Kinetics-400 group on a CPU (run skips it there): one view is timed (what `eval --views 1x1`
+    runs; a whole video's 30 full-size views would cost tens of seconds per architecture), scaled by the
+    views and labelled an estimate; on CUDA the whole video's views are timed."""
+    from i3dbench import plan as plan_mod
+    from i3dbench.zoo import load_zoos
+
+    name = "i3d_r50_32x2x1_100e_kinetics400_rgb"
+    calls = []
+    monkeypatch.setattr(plan_mod, "probe_input", lambda e, root, ann, **kw: {
+        "decode_s": 0.3, "resize_s": 0.01, "views_s": 0.02, "videos": 1, "frames_per_video": 16.0,
+        "decoder": "x", "listed": 9})
+    monkeypatch.setattr(plan_mod, "probe_forward",
+                        lambda e, device="cpu", views=None: calls.append((device, views)) or (0.5, 0.1))
+    monkeypatch.setattr(plan_mod, "probe_loader_start", lambda e, root, ann: 0.25)
+
+    class Copy:  # a data.k400copy.K400Copy with the entry's layout
+        def for_entry(self, e):
+            return ("root", "list")
+
+    entries = {name: load_zoos()[name]}
+    (cost,) = plan_mod.make_plan(entries, device="cpu", k400=Copy()).costs
+    assert calls == [("cpu", 1)] and cost.device_s == pytest.approx(0.5 * 30 + 0.02)
+    assert cost.basis["device"].startswith("estimate: run skips this group on cpu")
+    calls.clear()
+    (cost,) = plan_mod.make_plan(entries, device="cuda", k400=Copy()).costs
+    assert calls == [("cuda", None)] and cost.device_s == pytest.approx(0.5 + 0.02)
+    assert cost.basis["device"].startswith("measured on cuda: one forward of a whole video's views")

@@ -173,3 +173,28 @@ def test_decoders_and_rawframes_compare_by_video_id(tmp_path, short_list):
     pyav, rawframes = res.comparisons["decoder=pyav"], res.comparisons["decoder=rawframes"]
     assert pyav.n_common == N and pyav.lost == pyav.gained == 0  # decord and PyAV decode the same frames
     assert rawframes.n_common == N  # matched by id: a/x.mp4 and the frame folder a/x
+
+
+def test_the_base_runs_at_the_variants_views_unless_a_knob_needs_the_entrys_own(tmp_path):
+    e = get_entry(ENTRY)  # its own views: 2x3
+    vs = make_variants(e, parse_vary(["views=1x1", "sampler=0.x,1.x"]), tmp_path, tmp_path / "a.txt")
+    assert [v.knobs for v in vs] == [{"views": "1x1", "sampler": "1.x"}, {"views": "1x1", "sampler": "0.x"}]
+    assert vs[0].is_base and (vs[0].entry.test.num_clips, vs[0].entry.views_per_video) == (1, 1)
+    # averaging needs several views to differ; two views values are what is compared: the base keeps 2x3
+    for vary in (["views=1x1", "averaging=prob,score"], ["views=1x1,2x1", "sampler=0.x,1.x"]):
+        base = make_variants(e, parse_vary(vary), tmp_path, tmp_path / "a.txt")[0]
+        assert base.is_base and base.knobs["views"] == "2x3" and base.entry.views_per_video == 6, vary
+
+
+def test_sweep_progress_names_the_variants_and_the_base_at_their_views(tmp_path, short_list, capsys):
+    root, ann = short_list
+    res = run_sweep(ENTRY, parse_vary(["views=1x1", "sampler=0.x,1.x"]), root, ann, out=tmp_path / "run",
+                    num_workers=0, progress=True)
+    err = capsys.readouterr().err
+    for label in ("views=1x1, sampler=1.x", "views=1x1, sampler=0.x"):
+        assert f"sweep {ENTRY} [{label}]: decode+views+forward" in err, err[-2000:]
+    assert f"{ENTRY}, {ENTRY}" not in err and f"eval {ENTRY}" not in err
+    base = res.variants[0]
+    assert base.is_base and base.result.conditions["views"] == 1  # 1 view per video, not the entry's 2x3
+    md = (res.out_dir / "sweep.md").read_text()
+    assert "base: views=1x1, sampler=1.x (the entry's protocol at views 1x1)" in md

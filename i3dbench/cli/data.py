@@ -46,6 +46,53 @@ def _check_settings(args: argparse.Namespace):
     return fmt, span, source, num_classes, naming
 
 
+def _check_inputs(args: argparse.Namespace) -> tuple:
+    """(root, list) to check: ROOT --ann F when given, else --entry's own layout in the user's
+    Kinetics-400 copy (--data, $I3DBENCH_K400, or I3DBENCH_K400_ROOT/_ANN)."""
+    from ..errors import UsageError
+
+    if args.root is not None and args.ann is not None:
+        if args.data is not None:
+            raise UsageError("--data names the copy whose --entry layout is checked: give ROOT --ann F or --data, not both")
+        return args.root, args.ann
+    if (args.root is None) != (args.ann is None):
+        raise UsageError("ROOT and --ann go together (or neither, with --entry NAME and your copy's description)")
+    if not args.entry:
+        raise UsageError("data check needs ROOT --ann F, or --entry NAME to check that entry's layout of your "
+                         "Kinetics-400 copy (--data FILE or I3DBENCH_K400=FILE; README: Your Kinetics-400 copy)")
+    from ..data.k400copy import inputs_for
+    from .common import resolve_entry
+
+    entry = resolve_entry(args.entry, args.zoo)
+    if entry.dataset == "synthetic":
+        from ..runner import smoke_data
+
+        return smoke_data(entry)
+    found, why = inputs_for(entry, args.data)
+    if found is None:
+        raise UsageError(f"data check --entry {entry.name}: {why} (or give ROOT --ann F)")
+    return found
+
+
+def _check_decoder(args: argparse.Namespace, fmt: str, tmpl: str, start: int):
+    """The decoder of the check: with --entry on rawframes, the entry's own JPEG backend (the lazy
+    rows read turbojpeg); else check_dataset's default (None)."""
+    if not args.entry or fmt != "rawframes":
+        return None
+    from ..data.decoders import JPEG_INSTALL, BackendUnavailable, get_decoder
+    from ..errors import UserError
+    from .common import resolve_entry
+
+    entry = resolve_entry(args.entry, args.zoo)
+    backend = getattr(entry.data, "jpeg_backend", "cv2")
+    try:
+        return get_decoder("rawframes", filename_tmpl=tmpl, start_index=start, num_threads=1, backend=backend)
+    except BackendUnavailable:
+        extra = "pip install -e '.[turbojpeg]'" if backend == "turbojpeg" else JPEG_INSTALL[backend]
+        raise UserError(f"data check --entry {entry.name}: its frames are decoded with JPEG backend {backend} "
+                        f"(data.jpeg_backend), which is not installed: {extra}") from None
+
+
 def _cmd_data_check(args: argparse.Namespace) -> int:
     import json
 
@@ -57,11 +104,12 @@ def _cmd_data_check(args: argparse.Namespace) -> int:
     from ..runs import check_output
 
     fmt, span, source, num_classes, (tmpl, start) = _check_settings(args)
+    root, ann = _check_inputs(args)
     if args.json is not None:
-        check_output(args.json, inputs=[args.root, args.ann, args.against, args.zoo], flag="--json")
-    report = check_dataset(args.root, args.ann, format=fmt, workers=args.workers, progress=not args.quiet,
+        check_output(args.json, inputs=[root, ann, args.against, args.zoo], flag="--json")
+    report = check_dataset(root, ann, format=fmt, workers=args.workers, progress=not args.quiet,
                            clip_span=span, num_classes=num_classes, reference=args.against,
-                           filename_tmpl=tmpl, start_index=start)
+                           filename_tmpl=tmpl, start_index=start, decoder=_check_decoder(args, fmt, tmpl, start))
     counts = [[k, v] for k, v in report.status_counts.items()]
     print(f"{report.root} ({report.format}, {report.num_annotated} annotated in {report.ann_file}; {report.decoder})")
     print(f"too short: fewer than {span} frames ({source}); labels: 0..{num_classes - 1}")
@@ -126,8 +174,13 @@ def add_parsers(sub) -> None:
         "frame counts and a fingerprint of the copy; with --against, the reference videos missing or extra. "
         "Exit 0 clean, 2 problems found or bad usage.",
     )
-    p.add_argument("root", type=Path, help="data root (paths in the annotation file are relative to it)")
-    p.add_argument("--ann", type=Path, required=True, help="MMAction2 list file (videos: 'PATH LABEL'; rawframes: 'DIR FRAMES LABEL')")
+    p.add_argument("root", type=Path, nargs="?",
+                   help="data root (paths in the annotation file are relative to it); with --entry and no ROOT/--ann: "
+                   "that entry's layout in your Kinetics-400 copy (--data / $I3DBENCH_K400)")
+    p.add_argument("--ann", type=Path, help="MMAction2 list file (videos: 'PATH LABEL'; rawframes: 'DIR FRAMES LABEL')")
+    p.add_argument("--data", type=Path, metavar="COPY.yaml",
+                   help="with --entry: the YAML describing your Kinetics-400 copy (default: $I3DBENCH_K400, else "
+                   "I3DBENCH_K400_ROOT/_ANN); the entry's own layout is checked")
     p.add_argument("--format", choices=["videos", "rawframes"], help="list format (default: the --entry's, else videos)")
     p.add_argument("--entry", help="zoo entry the data is for: its clip span, classes and frame naming "
                    "(default: the longest clip and the most classes in the zoo)")

@@ -18,6 +18,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from ..timing import LoopBudget, default_budget
 
     entry = resolve_entry(args.name, args.zoo)
+    if args.loader:
+        return _bench_loader(args, entry)
+    if args.data is not None or args.loader_videos is not None:
+        raise UsageError("--data and --loader-videos go with --loader (the model is timed on random inputs: no data)")
     check_device(args.device)
     # Only what the user set; the rest is the protocol's choice (CPU: autotuned, CUDA: defaults).
     overrides = {k: v for k, v in (("precision", args.precision), ("compile", args.compile),
@@ -73,6 +77,40 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+_MODEL_FLAGS = ("device", "warmup", "warmup_seconds", "min_iterations", "min_seconds", "max_seconds", "batch_videos",
+                "views_per_forward", "precision", "compile", "compile_mode", "threads", "out")
+
+
+def _bench_loader(args: argparse.Namespace, entry) -> int:
+    """`bench NAME --loader`: the rate of the entry's test pipeline (decode + sample + views, on the
+    CPU) on the entry's own data: the synthetic set for a smoke entry, else its layout in the user's
+    Kinetics-400 copy (``--data``, ``I3DBENCH_K400``, or ``I3DBENCH_K400_ROOT``/``_ANN``)."""
+    from ..data.k400copy import inputs_for
+    from ..measure import measure_loader
+    from ..runner import smoke_data
+
+    given = [f"--{k.replace('_', '-')}" for k in _MODEL_FLAGS if getattr(args, k) not in (None, False, "cpu")]
+    given += [f for f, on in (("--no-fold", args.no_fold), ("--contiguous", args.contiguous), ("--no-memory", args.no_memory),
+                              ("--no-train-memory", args.no_train_memory), ("--protocol", args.protocol != "published"))
+              if on]
+    if given:
+        raise UsageError(f"{', '.join(given)}: not with --loader, which times the data pipeline only (no model, "
+                         "no record); drop them, or drop --loader to time the model")
+    if entry.dataset == "synthetic":
+        root, ann = smoke_data(entry)
+    else:
+        found, why = inputs_for(entry, args.data)
+        if found is None:
+            raise UsageError(f"bench {entry.name} --loader: {why} (README: Your Kinetics-400 copy)")
+        root, ann = found
+    r = measure_loader(entry, root, ann, workers=args.loader_workers, num_videos=args.loader_videos or 8,
+                       progress=not args.quiet)
+    print(f"{entry.name} loader (decode + sample + views, {r['dtype']}, {r['workers']} loading process(es), "
+          f"{r['decoder']}): {r['video_per_s']:.4g} video/s over {r['videos_timed']} videos of {ann} under {root} "
+          f"({r['views_per_video']} views of {r['bytes_per_video'] / 1e6:.1f} MB per video)")
+    return 0
+
+
 def add_parsers(sub) -> None:
     p = sub.add_parser(
         "bench",
@@ -105,4 +143,13 @@ def add_parsers(sub) -> None:
     p.add_argument("--no-train-memory", action="store_true", help="skip the training-step memory measurement")
     p.add_argument("--out", type=Path, help="run folder (default: a new runs/<UTC time>-<host>/)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--loader", action="store_true",
+                   help="time the entry's test data pipeline (decode + views, CPU) on its own data instead of the "
+                   "model: a Kinetics-400 entry's layout from --data / $I3DBENCH_K400 (else I3DBENCH_K400_ROOT/_ANN); "
+                   "prints video/s, writes no record")
+    p.add_argument("--data", type=Path, metavar="COPY.yaml",
+                   help="--loader: the YAML describing your Kinetics-400 copy (default: $I3DBENCH_K400)")
+    p.add_argument("--loader-workers", type=positive_int.allow_zero, default=2,
+                   help="--loader: loading processes (0: in this process; default 2)")
+    p.add_argument("--loader-videos", type=positive_int, help="--loader: videos timed (default 8; the list is cycled)")
     p.set_defaults(func=_cmd_bench)

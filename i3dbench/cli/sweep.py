@@ -67,7 +67,9 @@ def add_parsers(sub) -> None:
         "interval, the exact McNemar p-value and the number of videos that flipped. Knobs: sampler=0.x,1.x "
         "averaging=prob,score views=10x3,10x1 decoder=decord,pyav,rawframes resize=cv2,tensor "
         "jpeg=cv2,turbojpeg,pillow precision=fp32,bf16,fp16 ann=LIST_A,LIST_B. Variants that decode the same "
-        "frames share the decode. Records per variant, a table and a plot go into the run folder.",
+        "frames share the decode. With one views value (e.g. --vary views=1x1 --vary sampler=0.x,1.x) the base is "
+        "the entry's protocol at those views, unless averaging is varied too (it needs the entry's own views). "
+        "Records per variant, a table and a plot go into the run folder.",
     )
     p.add_argument("name", help="zoo entry name (see `i3dbench zoo list`)")
     p.add_argument("--vary", action="append", required=True, metavar="KNOB=V1,V2",

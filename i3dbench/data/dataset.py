@@ -69,6 +69,7 @@ class DecodedVideo:
     label: int
     frames: torch.Tensor
     clips: np.ndarray
+    total_frames: int | None = None  # the video's frame count (the list's, or the decoder's for a video)
 
     def pin_memory(self) -> DecodedVideo:  # DataLoader(pin_memory=True) calls this in its pinning thread
         self.frames = self.frames.pin_memory()
@@ -191,7 +192,7 @@ class ClipDataset(torch.utils.data.Dataset):
         wanted, positions = _frames_to_decode(sample.indices, contiguous_ok=self.decoder.name != "rawframes")
         frames = self.decoder.read(path, wanted)  # each distinct frame decoded once
         return DecodedVideo(int(index), int(self.records[index].label), frames,
-                            np.asarray(positions, dtype=np.int64).reshape(sample.num_clips, sample.clip_len))
+                            np.asarray(positions, dtype=np.int64).reshape(sample.num_clips, sample.clip_len), int(total))
 
     def load(self, index: int) -> tuple[torch.Tensor, ItemPlan]:
         """Decode and transform item ``index``: views ``V x 3 x T x H x W`` (uint8, or float

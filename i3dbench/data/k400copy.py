@@ -18,7 +18,8 @@ so it serves every row of that format and the evaluation's layout probe (``data.
 refuses the rows whose frames it does not hold.
 
 :func:`find_copy` gives the description in effect (``--data``, else ``I3DBENCH_K400``, else the
-two variables, else None); :meth:`K400Copy.for_entry` the (root, list) of an entry's layout.
+two variables, else None); :meth:`K400Copy.for_entry` the (root, list) of an entry's layout;
+:func:`inputs_for` both in one call, for code that skips an entry it has no data for (compare).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from typing import Optional
 
 from ..errors import UserError
 
-__all__ = ["LAYOUTS", "K400Copy", "find_copy", "load_copy"]
+__all__ = ["LAYOUTS", "K400Copy", "find_copy", "inputs_for", "load_copy"]
 
 ENV_FILE, ENV_ROOT, ENV_ANN = "I3DBENCH_K400", "I3DBENCH_K400_ROOT", "I3DBENCH_K400_ANN"
 # key in the YAML -> (data.format, data.resolution) of the rows that read it
@@ -135,3 +136,18 @@ def find_copy(data=None) -> Optional[K400Copy]:
     if not Path(ann).is_file():
         raise UserError(f"{ENV_ANN}={ann}: not a file")
     return K400Copy(f"{ENV_ROOT}/{ENV_ANN}", {(_list_format(Path(ann)), None): (Path(root), Path(ann))})
+
+
+def inputs_for(entry, data=None) -> tuple[Optional[tuple[Path, Path]], str]:
+    """``((root, list), "")`` of ``entry``'s own layout in the copy in effect (:func:`find_copy`:
+    ``data``, else ``$I3DBENCH_K400``, else ``$I3DBENCH_K400_ROOT``/``_ANN``), or ``(None, why)``
+    when there is no copy or it lacks that layout. A broken description still raises its UserError:
+    the user has to fix it, not see the entry skipped."""
+    copy = find_copy(data)
+    if copy is None:
+        return None, (f"needs a Kinetics-400 copy: --data FILE or {ENV_FILE}=FILE (a description of every layout), "
+                      f"or {ENV_ROOT} and {ENV_ANN} (one layout)")
+    found = copy.for_entry(entry)
+    if found is None:
+        return None, copy.why_not(entry)
+    return found, ""

@@ -20,6 +20,7 @@ import inspect
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 from ..errors import UserError
 from .annotations import AnnotationError, VideoRecord, path_problem
@@ -33,6 +34,7 @@ __all__ = [
     "find_duplicates",
     "largest_clip_span",
     "require_data_root",
+    "too_short",
     "validate_records",
 ]
 
@@ -63,6 +65,17 @@ def entry_clip_span(entry) -> int:
     if d.sampler == "dense":
         span = max(_DENSE_SAMPLE_RANGE, (d.num_clips - 1) * (_DENSE_SAMPLE_RANGE // d.num_clips) + span)
     return span
+
+
+def too_short(entry, rec, total_frames: int, file: str) -> Optional[Problem]:
+    """The too-short warning of ``rec`` when its ``total_frames`` (from a rawframe list, or counted
+    by the decoder for a video) are fewer than one clip of ``entry`` spans, else None."""
+    span = entry_clip_span(entry)
+    if total_frames >= span:
+        return None
+    return Problem("warning", "too_short", file, getattr(rec, "line", 0) or 0, "TOTAL_FRAMES", str(total_frames),
+                   f"{rec.path!r} has {total_frames} frames, fewer than one clip of {entry.name!r} spans ({span}): "
+                   "MMAction2 loops its frames, so it is scored on repeated frames")
 
 
 def largest_clip_span(entries) -> tuple[int, str]:
@@ -143,7 +156,6 @@ def validate_records(records: list[VideoRecord], entry, data_root, ann_file=None
     file = str(ann_file) if ann_file is not None else "<records>"
     root = Path(data_root)
     num_classes = entry.arch.num_classes
-    span = entry_clip_span(entry)
     rawframes = entry.data.format == "rawframes"
     v = Validation()
 
@@ -168,10 +180,10 @@ def validate_records(records: list[VideoRecord], entry, data_root, ann_file=None
         if why:
             add("error", "bad_path", rec, "PATH", rec.path, why)
             continue  # never touch a path outside the root
-        if rec.total_frames is not None and rec.total_frames < span:
-            add("warning", "too_short", rec, "TOTAL_FRAMES", rec.total_frames,
-                f"{rec.path!r} has {rec.total_frames} frames, fewer than one clip of {entry.name!r} spans ({span}): "
-                "MMAction2 loops its frames, so it is scored on repeated frames")
+        if rec.total_frames is not None:
+            short = too_short(entry, rec, rec.total_frames, file)
+            if short is not None:
+                v.warnings.append(short)
         if check_files:
             _check_on_disk(add, rec, root, rawframes, decoder)
     for first, again in find_duplicates(records):
