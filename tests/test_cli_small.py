@@ -26,7 +26,10 @@ def test_sigterm_ends_like_sigint_with_a_message(tmp_path, sig, rc, words):
     env = dict(os.environ, PYTHONPATH=str(REPO), I3DBENCH_RUNS=str(tmp_path / "runs"))
     proc = subprocess.Popen([sys.executable, "-m", "i3dbench.cli", "bench", SMOKE, "--protocol", "fast",
                              "--min-seconds", "120", "--no-memory", "--out", str(tmp_path / "run")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,
+                            # a shell without job control starts background jobs with SIGINT ignored, and Python
+                            # keeps an inherited ignore: the command under test gets the default, as in a terminal
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         time.sleep(12)  # imports done, timing under way
         assert proc.poll() is None, proc.communicate()
