@@ -9,15 +9,16 @@ The driver (compare.py) starts this file as a script, in two roles:
   and under its own set of ``sys.modules`` entries (see :class:`Side`), and times them
   iteration against iteration in the same process.
 
-Why speed in one process: processes of the same code were measured ~7% apart (standard
-deviation of a process's median step, smoke model, one thread) for as long as they live, and a
-child forked from a warmed process inherits most of its parent's draw; the ratio of two
-revisions measured in two processes carries the difference of two such draws (±10-13% biases
-over whole compares of unchanged code, and a persistent "working tree" offset). Two models
-stepped alternately in ONE process share whatever the process drew (JIT-compiled kernels, the
-allocator's reused activation buffers, the physical pages behind them): their ratio varied
-1.4% from process to process against 3.8-9% across processes (dev measurement, 20 forked
-children). A round still forks a fresh child with fresh copies of both models behind random
+Why speed in one process: processes of the same code were measured 3.5-7% apart (standard
+deviation of a process's median step, smoke model, one thread: dev/measure_process_effect.py)
+for as long as they live, and a child forked from a warmed process inherits most of its parent's
+draw; the ratio of two revisions measured in two processes carries the difference of two such
+draws (±10-13% biases over whole compares of unchanged code, and a persistent "working tree"
+offset). Two models stepped alternately in ONE process share most of whatever the process drew
+(not isolated; candidates: JIT-compiled kernels, the allocator's reused activation buffers,
+the physical pages behind them): their ratio's standard deviation from process to process was 1.4-3.0%, against 1.7-8.7%
+across two processes (three runs of 20-30 forked processes, quiet and loaded). A round still
+forks a fresh child with fresh copies of both models behind random
 padding, so what a model's own placement adds is drawn afresh every round.
 
 Isolation inside the speed host: each revision keeps its own modules (swapped into
