@@ -23,11 +23,17 @@ where it comes from:
 * ``setup_s`` — once per group and rank: each entry's model built and its first forward, which
   pays for creating the kernels' primitives at the evaluation's shapes (measured with the probe);
   with workers, ``loader_start_s``: the loading processes started (measured once per plan).
+* ``pipeline_s`` — given the run's ``workers``, a group the run evaluates on this device from a
+  measured list also gets the evaluation's own loop timed with that many loading processes
+  (:func:`probe_pipeline`: ``n`` and ``2n`` videos, the difference per video), which the projection
+  uses for those workers: on a CPU, loading processes and the forward contend for the cores in a
+  way no sum of costs measured apart predicts.
 
 Projection (:func:`group_seconds`, :func:`project`): loading processes decode in parallel with
 the evaluating process, which resizes, builds views and runs the models one video at a time::
 
-    per video  = max(decode_s / workers, resize_s + device_s)    workers >= 1, a GPU device
+    per video  = pipeline_s                                      the loop was timed with these workers
+               = max(decode_s / workers, resize_s + device_s)    else: workers >= 1, a GPU device
                = decode_s + resize_s + device_s                  workers = 0 (all in one process), or a CPU
                                                                  device (its forward uses every core)
     group      = videos x per video / gpus + setup_s (+ loader_start_s with workers)   (ranks shard the videos)
@@ -77,6 +83,10 @@ class GroupCost:
     # every core, so decoding in other processes takes its time from it: the costs add up.
     overlap: bool = True
     loader_start_s: float = 0.0  # once per group with workers >= 1: the loading processes started
+    # The evaluation's own loop timed with ``pipeline_workers`` loading processes (probe_pipeline): where
+    # measured, it is the per-video cost for that many workers (decode and forward contending included)
+    pipeline_s: Optional[float] = None
+    pipeline_workers: Optional[int] = None
 
     @property
     def complete(self) -> bool:
@@ -87,6 +97,8 @@ def per_video_seconds(c: GroupCost, workers: int) -> float:
     """Seconds per video of one rank (see the module docstring)."""
     if workers < 0:
         raise UsageError(f"--workers must be >= 0, got {workers}")
+    if c.pipeline_s is not None and workers == c.pipeline_workers:
+        return c.pipeline_s
     main = c.resize_s + c.device_s
     return c.decode_s + main if workers == 0 or not c.overlap else max(c.decode_s / workers, main)
 
@@ -125,6 +137,11 @@ def project(costs: list[GroupCost], *, workers: int, launcher: str = "local", no
     per = ("max(decode_s / workers, resize_s + device_s)" if workers and all(c.overlap for c in costs) else
            "(decode_s + resize_s + device_s)" if not workers or not any(c.overlap for c in costs) else
            "max(decode_s / workers, resize_s + device_s) (GPU) or (decode_s + resize_s + device_s) (CPU)")
+    looped = [c.pipeline_s is not None and c.pipeline_workers == workers for c in costs]
+    if costs and all(looped):
+        per = "the whole loop's measured s/video"
+    elif any(looped):
+        per = f"(the whole loop's measured s/video where timed with these workers, else {per})"
     if launcher == "local":
         total = sum(known)
         formula = (f"local = sum over groups of videos x {per}" + (f" / {gpus} GPUs" if gpus > 1 else "")
@@ -184,6 +201,60 @@ def probe_input(entry: ZooEntry, data_root, ann_file, *, device: str = "cpu", vi
     return {"decode_s": statistics.median(decode), "resize_s": statistics.median(resize),
             "views_s": statistics.median(views), "videos": n, "frames_per_video": statistics.median(frames),
             "decoder": getattr(ds.decoder, "name", str(ds.decoder)), "listed": len(ds)}
+
+
+def probe_pipeline(group: list[ZooEntry], data_root, ann_file, *, device: str = "cpu", workers: int = 2,
+                   per_video_guess: float = 0.05, min_seconds: float = 1.0) -> tuple[float, int]:
+    """``(seconds per video, videos)``: the evaluation's own loop (``evaluate._run_models``: the
+    evaluation's dataset handing over decoded frames through a ``DataLoader`` with ``workers``
+    loading processes, each video's views built once per normalisation, each entry's model, seeded
+    random weights, forwarding a whole video's views), run over ``n`` and over ``2n`` videos of the
+    list (cycled); the difference of the two wall times over ``n``. What both runs pay once (the
+    loading processes' start, the loader's end) cancels; what remains is each video's cost while
+    decoding and forwards share the machine. ``n``: enough videos for ``min_seconds`` at
+    ``per_video_guess`` (3-64).
+
+    Why: on a CPU the loading processes and the forward contend for the same cores. Measured on the
+    2-core CI machine (``dev/plan_vs_eval.py``): with 2 loading processes the smoke rawframes row's
+    forward took 0.025 s per video inside the evaluation against 0.013 s alone, and a plan summing
+    costs measured apart read 0.69-0.70 of the evaluation's s/video."""
+    import math
+
+    import torch
+    from torch.utils.data import DataLoader, Subset
+
+    from .data.dataset import DecodedVideo, build_dataset
+    from .evaluate import _collate
+    from .loader import views_from_decoded
+    from .timing import random_model
+
+    ds = build_dataset(group[0], "test", data_root, ann_file, normalize=False, handover="frames")
+    models = [(e, random_model(e).to(device).eval()) for e in group]
+    sync = torch.cuda.synchronize if str(device).startswith("cuda") else (lambda: None)
+
+    def run(n: int) -> float:
+        loader = DataLoader(Subset(ds, [i % len(ds) for i in range(n)]), batch_size=1, num_workers=workers,
+                            collate_fn=_collate, pin_memory=str(device).startswith("cuda"), persistent_workers=False)
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            for batch in loader:
+                for item, _, _ in batch:
+                    if not isinstance(item, DecodedVideo):
+                        continue  # a video that fails to decode costs the evaluation its decode only
+                    views: dict = {}
+                    for e, model in models:
+                        norm = (tuple(e.data.mean), tuple(e.data.std))
+                        if norm not in views:
+                            views[norm] = views_from_decoded(item, e, device)
+                        model(views[norm])
+            sync()
+        return time.perf_counter() - t0
+
+    n = max(3, min(64, math.ceil(min_seconds / max(per_video_guess, 1e-6))))
+    run(2)  # warm: the kernels' primitives at these shapes, the file cache
+    once = run(n)
+    twice = run(2 * n)
+    return max(0.0, (twice - once) / n), n
 
 
 def probe_loader_start(entry: ZooEntry, data_root, ann_file) -> float:
@@ -268,8 +339,10 @@ class Plan:
 
 def make_plan(entries: dict[str, ZooEntry], *, device: str = "cpu", k400=None, probe_videos: int = 3,
               model_s_per_video: Optional[float] = None, assume_videos: Optional[int] = None,
-              progress: bool = False) -> Plan:
-    """Probe every input group of ``entries`` (see the module docstring); nothing is evaluated."""
+              progress: bool = False, workers: Optional[int] = None) -> Plan:
+    """Probe every input group of ``entries`` (see the module docstring); nothing is evaluated.
+    ``workers``: the loading processes the run will use; a group that the run evaluates on this device
+    from a measured list then also gets its whole loop timed with them (:func:`probe_pipeline`)."""
     import sys
 
     def say(msg: str) -> None:
@@ -279,7 +352,8 @@ def make_plan(entries: dict[str, ZooEntry], *, device: str = "cpu", k400=None, p
     plan = Plan([], device, probe_videos)
     scratch: dict = {}  # a throwaway synthetic set, when the cache has none (see _synthetic_input)
     try:
-        _plan_groups(plan, entries, device, k400, probe_videos, model_s_per_video, assume_videos, say, scratch)
+        _plan_groups(plan, entries, device, k400, probe_videos, model_s_per_video, assume_videos, say, scratch,
+                     workers)
     finally:
         if "dir" in scratch:
             import shutil
@@ -314,7 +388,7 @@ def _synthetic_input(entry: ZooEntry, scratch: dict):
 
 
 def _plan_groups(plan: Plan, entries, device, k400, probe_videos, model_s_per_video, assume_videos, say,
-                 scratch: dict) -> None:
+                 scratch: dict, workers: Optional[int] = None) -> None:
     from .data.decoders import BackendUnavailable
     from .loader import group_by_input, input_label
     from .measure import architecture_key
@@ -409,10 +483,18 @@ def _plan_groups(plan: Plan, entries, device, k400, probe_videos, model_s_per_vi
         if "loader_start" not in scratch:  # once per plan: the loading processes' start-up, on this machine
             scratch["loader_start"] = probe_loader_start(first, root, ann)
         basis["loader_start"] = "measured: a loading process started and its first video handed over, once per group"
-        plan.costs.append(GroupCost(input_label(first), [e.name for e in group], videos, decode_s, resize_s,
-                                    forwards + views_s, basis, setup,
-                                    overlap=str(device).startswith("cuda") or model_s_per_video is not None,
-                                    loader_start_s=scratch["loader_start"]))
+        cost = GroupCost(input_label(first), [e.name for e in group], videos, decode_s, resize_s, forwards + views_s,
+                         basis, setup, overlap=str(device).startswith("cuda") or model_s_per_video is not None,
+                         loader_start_s=scratch["loader_start"])
+        if workers is not None and where == "measured" and not one_view and model_s_per_video is None:
+            say(f"[plan] timing the evaluation's loop of {input_label(first)} with {workers} loading process(es) ...")
+            guess = per_video_seconds(cost, workers)
+            cost.pipeline_s, n = probe_pipeline(group, root, ann, device=device, workers=workers, per_video_guess=guess)
+            cost.pipeline_workers = workers
+            basis["pipeline"] = (f"measured: the evaluation's loop (decode in {workers} loading process(es), views, "
+                                 f"every entry's forward) over {n} and {2 * n} videos of the list, the difference per "
+                                 f"video; the costs above, summed, would give {fmt_seconds(guess)}")
+        plan.costs.append(cost)
 
 
 def fmt_seconds(s: Optional[float]) -> str:
@@ -440,6 +522,10 @@ def describe(plan: Plan, projection: Projection) -> str:
             lines.append(f"  setup: {fmt_seconds(c.setup_s)} once ({c.basis.get('setup')})")
         if c.loader_start_s and projection.workers:
             lines.append(f"  loader start: {fmt_seconds(c.loader_start_s)} once ({c.basis.get('loader_start')})")
+        if c.pipeline_s is not None:
+            lines.append(f"  whole loop: {fmt_seconds(c.pipeline_s)}/video with {c.pipeline_workers} loading process(es) "
+                         f"({c.basis.get('pipeline')})" + ("" if projection.workers == c.pipeline_workers else
+                                                          f"; not used: the projection has {projection.workers}"))
         if group_s is not None:
             lines.append(f"  projected: {fmt_seconds(group_s)} "
                          f"({fmt_seconds(per_video_seconds(c, projection.workers))}/video per rank)")

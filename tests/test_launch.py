@@ -360,6 +360,40 @@ def test_plan_adds_up_the_probes_per_group(world, monkeypatch):
     assert given.device_s == pytest.approx(4.0) and given.basis["device"].startswith("given")
 
 
+def test_the_projection_uses_the_whole_loop_timed_with_its_own_workers(world, monkeypatch):
+    """On a CPU the loading processes and the forward contend for the cores: a group whose evaluation loop
+    was timed with the run's workers is projected from that time, not from the costs summed; with other
+    workers, from the sum (and the plan says the loop's time was not used)."""
+    from i3dbench import plan as plan_mod
+    from i3dbench.zoo import load_zoo
+
+    monkeypatch.setattr(plan_mod, "probe_input", lambda e, root, ann, **kw: {
+        "decode_s": 0.3, "resize_s": 0.01, "views_s": 0.02, "videos": 1, "frames_per_video": 16.0,
+        "decoder": "x", "listed": 9})
+    monkeypatch.setattr(plan_mod, "probe_forward", lambda e, device="cpu", views=None: (1.0, 0.5))
+    monkeypatch.setattr(plan_mod, "probe_loader_start", lambda e, root, ann: 0.25)
+    calls = []
+
+    def loop(group, root, ann, *, device, workers, per_video_guess):
+        calls.append((tuple(e.name for e in group), workers, per_video_guess))
+        return 2.5, 7
+
+    monkeypatch.setattr(plan_mod, "probe_pipeline", loop)
+    plan = plan_mod.make_plan(load_zoo(ZOO), device="cpu", workers=2)
+    assert [c[:2] for c in calls] == [(tuple(VIDEO_GROUP), 2), (tuple(RAW_GROUP), 2)]
+    video = plan.costs[0]
+    assert calls[0][2] == pytest.approx(0.3 + 0.01 + 2.02)  # the summed costs guide the loop's length
+    assert (video.pipeline_s, video.pipeline_workers) == (2.5, 2) and "over 7 and 14 videos" in video.basis["pipeline"]
+    assert plan_mod.group_seconds(video, workers=2) == pytest.approx(9 * 2.5 + video.setup_s + 0.25)
+    assert plan_mod.group_seconds(video, workers=1) == pytest.approx(9 * (0.3 + 0.01 + 2.02) + video.setup_s + 0.25)
+    projection = plan_mod.project(plan.costs, workers=1)
+    assert "not used: the projection has 1" in plan_mod.describe(plan, projection)
+    assert "the whole loop's measured s/video" in plan_mod.project(plan.costs, workers=2).formula
+    # no workers given (the Python API's default): nothing more is run
+    calls.clear()
+    assert plan_mod.make_plan(load_zoo(ZOO), device="cpu").costs[0].pipeline_s is None and not calls
+
+
 def test_plan_probes_each_group_and_evaluates_nothing(world):
     res = run_cli(["run", "--zoo", ZOO, "--plan", "--workers", "1", "--probe-videos", "2", "--quiet",
                    "--out", world / "never"], expect_rc=0, watch=[world, REPO / "results", REPO / "zoo"])
@@ -371,8 +405,9 @@ def test_plan_probes_each_group_and_evaluates_nothing(world):
         assert "videos: 9 (listed in" in block
         assert "measured: median of 2 videos of the list" in block and "measured on cpu: one forward of a whole video's views per entry" in block
         assert "  setup: " in block and "  loader start: " in block
-    # on a CPU device the loaders and the model share the cores: the costs add up, whatever the workers
-    assert ("formula: local = sum over groups of videos x (decode_s + resize_s + device_s) + setup_s + loader_start_s; "
+        # the evaluation's own loop, timed with the run's loading processes, is what the projection uses
+        assert "  whole loop: " in block and "/video with 1 loading process(es) (measured: the evaluation's loop" in block
+    assert ("formula: local = sum over groups of videos x the whole loop's measured s/video + setup_s + loader_start_s; "
             "workers = 1") in res.out
     slurm = run_cli(["run", "--zoo", ZOO, "--plan", "--launcher", "slurm", "--slurm-executor", "local", "--cpus-per-task",
                      "4", "--model-s-per-video", "0.25", "--probe-videos", "1", "--quiet"], expect_rc=0)

@@ -218,17 +218,20 @@ def _plan(args: argparse.Namespace, slurm) -> int:
 
     entries = select_entries(load_zoo(args.zoo) if args.zoo is not None else load_zoos(), args.only)
     device = check_device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    plan = make_plan(entries, device=device, k400=find_copy(args.data), probe_videos=args.probe_videos or 3,
-                     model_s_per_video=args.model_s_per_video, assume_videos=args.assume_videos,
-                     progress=not args.quiet)
     if slurm is not None:
         workers = args.workers if args.workers is not None else max(0, (slurm.cpus_per_task or 3) - 1)
+    else:
+        workers = 2 if args.workers is None else args.workers
+    plan = make_plan(entries, device=device, k400=find_copy(args.data), probe_videos=args.probe_videos or 3,
+                     model_s_per_video=args.model_s_per_video, assume_videos=args.assume_videos,
+                     progress=not args.quiet, workers=workers)
+    if slurm is not None:
         projection = project(plan.costs, workers=workers, launcher="slurm", nodes=args.nodes or len(plan.costs) or 1,
                              gpus_per_node=slurm.gpus_per_node)
         if args.workers is None and slurm.cpus_per_task is None:
             projection.formula += " (2: give --cpus-per-task or --workers for the jobs' real number)"
     else:
-        projection = project(plan.costs, workers=2 if args.workers is None else args.workers, launcher="local")
+        projection = project(plan.costs, workers=workers, launcher="local")
     print(describe(plan, projection))
     return 0
 
