@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from cli_harness import run_cli
 
@@ -42,22 +41,8 @@ def test_sigterm_ends_like_sigint_with_a_message(tmp_path, sig, rc, words):
     assert f"i3dbench bench: {words}" in err and "Traceback" not in err + out
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    from i3dbench.checkpoints import save_checkpoint
-    from i3dbench.data.synthetic import CLASSES, generate_synthetic, synthetic_paths
-    from i3dbench.models import build_model
-
-    root = tmp_path_factory.mktemp("small")
-    generate_synthetic(root, videos_per_class=1, val_videos_per_class=1, num_frames=20, sizes=("340x256",),
-                       formats=("videos",), classes=CLASSES[:3], workers=1, progress=False)
-    data_root, ann = synthetic_paths(root, "videos", "340x256", "val")
-    torch.manual_seed(0)
-    return data_root, ann, save_checkpoint(root / "tiny.pth", build_model(SMOKE))
-
-
-def test_a_failed_eval_leaves_no_empty_run_folder(tiny, tmp_path):
-    data_root, ann, ckpt = tiny
+def test_a_failed_eval_leaves_no_empty_run_folder(tiny_set, tmp_path):
+    data_root, ann, ckpt = tiny_set
     runs = Path(os.environ["I3DBENCH_RUNS"])
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"not a checkpoint")
@@ -80,8 +65,8 @@ def test_a_failed_eval_leaves_no_empty_run_folder(tiny, tmp_path):
     assert len(set(runs.iterdir()) - before) == 1
 
 
-def test_the_summary_says_how_many_videos_intersect_with_dropped(tiny, tmp_path):
-    data_root, ann, ckpt = tiny
+def test_the_summary_says_how_many_videos_intersect_with_dropped(tiny_set, tmp_path):
+    data_root, ann, ckpt = tiny_set
     lines = Path(ann).read_text().splitlines()
     ref = tmp_path / "ref.txt"
     ref.write_text("\n".join(lines[:-1]) + "\n")  # the reference lacks the last listed video

@@ -13,28 +13,11 @@ import os
 from pathlib import Path
 
 import pytest
-import torch
 from cli_harness import run_cli
 
 REPO = Path(__file__).resolve().parent.parent
 TRACKED = [REPO / "README.md", REPO / "results", REPO / "zoo", REPO / "i3dbench", REPO / "suites"]
 SMOKE = "smoke_i3d_tiny_video"
-
-
-@pytest.fixture(scope="module")
-def tiny_set(tmp_path_factory):
-    """3 real H.264 val videos of 340x256, their list, and a checkpoint of the smoke entry."""
-    from i3dbench.checkpoints import save_checkpoint
-    from i3dbench.data.synthetic import CLASSES, generate_synthetic, synthetic_paths
-    from i3dbench.models import build_model
-
-    root = tmp_path_factory.mktemp("tiny")
-    generate_synthetic(root, videos_per_class=1, val_videos_per_class=1, num_frames=20, sizes=("340x256",),
-                       formats=("videos",), classes=CLASSES[:3], workers=1, progress=False)
-    data_root, ann = synthetic_paths(root, "videos", "340x256", "val")
-    torch.manual_seed(0)
-    ckpt = save_checkpoint(root / "tiny.pth", build_model(SMOKE))
-    return data_root, ann, ckpt
 
 
 def _eval_args(tiny_set, out, *more):
