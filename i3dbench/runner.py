@@ -27,7 +27,6 @@ import dataclasses
 import fnmatch
 import hashlib
 import json
-import os
 import sys
 import time
 import traceback
@@ -133,22 +132,6 @@ def smoke_checkpoint(entry: ZooEntry, train_if_missing: bool = True, device: Opt
     if not final.exists():
         raise RuntimeError(f"training {entry.name} ended without {final} ({result.epochs} epochs done)")
     return final.resolve()
-
-
-def k400_copy() -> Optional[tuple[Path, Path, str]]:
-    """(root, ann, format) of the Kinetics-400 copy named by the environment, or None."""
-    root, ann = os.environ.get("I3DBENCH_K400_ROOT"), os.environ.get("I3DBENCH_K400_ANN")
-    if not root or not ann:
-        return None
-    if not Path(root).is_dir():
-        raise UserError(f"I3DBENCH_K400_ROOT={root}: not a folder")
-    if not Path(ann).is_file():
-        raise UserError(f"I3DBENCH_K400_ANN={ann}: not a file")
-    with open(ann) as f:
-        first = f.readline().split()
-    # "<file> <label>" is a video list; "<dir> <total_frames> <label>" a rawframe list.
-    fmt = "rawframes" if len(first) >= 3 else "videos"
-    return Path(root), Path(ann), fmt
 
 
 class _Steps:

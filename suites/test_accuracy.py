@@ -19,7 +19,8 @@ from __future__ import annotations
 import pytest
 
 from i3dbench.evaluate import evaluate
-from i3dbench.runner import k400_copy, smoke_checkpoint, smoke_data
+from i3dbench.data.k400copy import inputs_for
+from i3dbench.runner import smoke_checkpoint, smoke_data
 
 pytestmark = pytest.mark.heavy
 
@@ -27,12 +28,10 @@ pytestmark = pytest.mark.heavy
 def _k400_inputs(entry, device):
     if not device.startswith("cuda"):
         pytest.skip("a 30-view Kinetics-400 evaluation needs a GPU (--device cuda)")
-    copy = k400_copy()
-    if copy is None:
-        pytest.skip("needs a Kinetics-400 copy: set I3DBENCH_K400_ROOT (data folder) and I3DBENCH_K400_ANN (its list)")
-    root, ann, fmt = copy
-    if fmt != entry.data.format:
-        pytest.skip(f"the Kinetics-400 copy at {root} holds {fmt}; {entry.name} reads {entry.data.format}")
+    found, why = inputs_for(entry)  # the entry's own layout: I3DBENCH_K400, or I3DBENCH_K400_ROOT/_ANN
+    if found is None:
+        pytest.skip(why)
+    root, ann = found
     from i3dbench.checkpoints import download
 
     try:
