@@ -68,3 +68,20 @@ def non_negative_float(text: str) -> float:
 
 
 nonneg_float = non_negative_float
+
+
+def copy_inputs(command: str, entry, data) -> tuple:
+    """(root, list, reference_ids or None) of ``entry``'s layout in the user's Kinetics-400 copy
+    (``--data``, ``I3DBENCH_K400``, or ``I3DBENCH_K400_ROOT``/``_ANN``), or a UsageError naming
+    ``command`` and what to give."""
+    from ..data.k400copy import find_copy
+    from ..errors import UsageError
+
+    copy = find_copy(data)
+    if copy is None:
+        raise UsageError(f"{command} {entry.name}: --data-root and --ann are needed for a {entry.dataset} entry, or a "
+                         "description of your copy: --data FILE or I3DBENCH_K400=FILE (README: Your Kinetics-400 copy)")
+    found = copy.for_entry(entry)
+    if found is None:
+        raise UsageError(f"{command} {entry.name}: {copy.why_not(entry)}")
+    return (*found, copy.reference)

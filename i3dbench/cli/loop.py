@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from ..errors import UsageError
-from .common import positive_float, positive_int, resolve_entry
+from .common import copy_inputs, positive_float, positive_int, resolve_entry
 
 
 def _obtained_line(obtained: dict) -> str:
@@ -61,7 +61,7 @@ def _eval_groups(args: argparse.Namespace, entries, run) -> int:
         if first.dataset == "synthetic" and (data_root is None or ann is None):
             data_root, ann = smoke_data(first)  # the synthetic val split
         if (data_root is None or ann is None) and first.dataset != "synthetic":
-            data_root, ann, described = _copy_for(first, args.data)
+            data_root, ann, described = copy_inputs("eval", first, args.data)
             reference = reference or described  # the description's reference_ids: only videos it lists
         specs = []
         for e in group:
@@ -81,21 +81,6 @@ def _eval_groups(args: argparse.Namespace, entries, run) -> int:
         for res in results:
             worst = max(worst, _print_eval(res))
     return worst
-
-
-def _copy_for(entry, data) -> tuple:
-    """(root, list, reference_ids or None) of ``entry``'s layout in the user's Kinetics-400 copy (``--data``, ``I3DBENCH_K400``, or
-    ``I3DBENCH_K400_ROOT``/``_ANN``), or a UsageError saying what to give."""
-    from ..data.k400copy import find_copy
-
-    copy = find_copy(data)
-    if copy is None:
-        raise UsageError(f"eval {entry.name}: --data-root and --ann are needed for a {entry.dataset} entry, or a "
-                         "description of your copy: --data FILE or I3DBENCH_K400=FILE (README: Your Kinetics-400 copy)")
-    found = copy.for_entry(entry)
-    if found is None:
-        raise UsageError(f"eval {entry.name}: {copy.why_not(entry)}")
-    return (*found, copy.reference)
 
 
 def _print_eval(res) -> int:

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import UsageError
-from .common import positive_int, resolve_entry
+from .common import copy_inputs, positive_int, resolve_entry
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
@@ -30,15 +30,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         if checkpoint is None and entry.checkpoint.url is None:
             checkpoint = smoke_checkpoint(entry, train_if_missing=False)
     if data_root is None or ann is None:  # a Kinetics-400 entry: its layout from --data / I3DBENCH_K400 / _ROOT+_ANN
-        from ..data.k400copy import find_copy
-
-        copy = find_copy(args.data)
-        if copy is None:
-            raise UsageError(f"sweep {entry.name}: --data-root and --ann are needed for a {entry.dataset} entry, or a "
-                             "description of your copy: --data FILE or I3DBENCH_K400=FILE (README: Your Kinetics-400 copy)")
-        if copy.for_entry(entry) is None:
-            raise UsageError(f"sweep {entry.name}: {copy.why_not(entry)}")
-        data_root, ann = copy.for_entry(entry)
+        data_root, ann, _ = copy_inputs("sweep", entry, args.data)
     if args.out is not None:
         check_output(args.out, inputs=[data_root, ann, checkpoint, args.rawframes_root, args.rawframes_ann, args.zoo])
     run = open_run_dir(args.out)
