@@ -62,13 +62,13 @@ _TREE = os.environ.get("I3DBENCH_COMPARE_TREE")
 if _TREE:
     sys.path.insert(0, _TREE)
 
-import importlib  # noqa: E402
-import json  # noqa: E402
-import random  # noqa: E402
-import time  # noqa: E402
-import traceback  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-from pathlib import Path  # noqa: E402
+import importlib
+import json
+import random
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
 
 PACKAGE = "i3dbench"
 
